@@ -1,0 +1,18 @@
+"""jaxconv: the classic CNN layers in JAX, with hand-derived, proven backwards.
+
+Every op is a pure function whose backward is an explicit ``jax.custom_vjp`` rule;
+``jaxconv.reference`` holds the autodiff twin of each, and ``jaxconv.gradcheck``
+the tools that prove the two agree. Forward-mode differentiation (``jax.jvp``,
+``jax.jacfwd``) is not supported by JAX through a ``custom_vjp``: use the
+``jaxconv.reference`` twins for it.
+"""
+from jaxconv import gradcheck, reference
+from jaxconv._conv import conv2d
+from jaxconv._patches import col2im, im2col
+from jaxconv._pool import avg_pool2d, max_pool2d
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "avg_pool2d", "col2im", "conv2d", "gradcheck", "im2col", "max_pool2d", "reference",
+]

@@ -1,0 +1,79 @@
+"""Trace-time validation shared by every op.
+
+Every check runs on static information only (shapes, dtypes, Python values), so
+it fires while tracing, before any computation, and under ``jit`` too. Messages
+name the op, the argument and the offending shapes or values.
+"""
+from __future__ import annotations
+
+import numbers
+
+import jax.numpy as jnp
+import numpy as np
+
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def pair(op: str, name: str, value, *, minimum: int) -> tuple[int, int]:
+    """Normalise an int or an ``(h, w)`` pair of ints, each ``>= minimum``."""
+    items = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2 or not all(_is_int(v) for v in items):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    items = tuple(int(v) for v in items)
+    if min(items) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return items
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def choice(op: str, name: str, value, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{op}: {name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def array(op: str, name: str, x, *, ndim: int | None = None, floating: bool = True):
+    """Convert to a JAX array (tracers pass through) and check rank and kind."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        if isinstance(x, (numbers.Number, list, tuple)):
+            x = np.asarray(x)
+        else:
+            raise TypeError(f"{op}: {name} must be an array, got {type(x).__name__}")
+    if floating and not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{op}: {name} must have a floating dtype, got {x.dtype} "
+                        f"({name}.shape={tuple(x.shape)})")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{op}: {name} must be {ndim}-D, got {name}.shape={tuple(x.shape)}")
+    return jnp.asarray(x)
+
+
+def same_dtype(op: str, **arrays) -> None:
+    """Operands must share one dtype: mixing would silently promote or round."""
+    dtypes = {name: a.dtype for name, a in arrays.items() if a is not None}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n}.dtype={d}" for n, d in dtypes.items())
+        raise TypeError(f"{op}: operands must share one dtype, got {listed}")
+
+
+def spatial_axes(layout: str) -> tuple[int, int]:
+    """Axes of H and W for a 4-D image in ``layout``."""
+    return (2, 3) if layout == "NCHW" else (1, 2)
+
+
+def channel_axis(layout: str) -> int:
+    return 1 if layout == "NCHW" else 3
+
+
+def out_size(op: str, what: str, size: tuple[int, int], window: tuple[int, int],
+             stride: tuple[int, int], pad: tuple[int, int], shapes: str) -> tuple[int, int]:
+    """Floor output size; a window larger than the padded input is an error."""
+    out = []
+    for n, k, s, p in zip(size, window, stride, pad):
+        if k > n + 2 * p:
+            raise ValueError(f"{op}: {what} {window} is larger than the padded input "
+                             f"{tuple(n + 2 * q for n, q in zip(size, pad))} ({shapes})")
+        out.append((n + 2 * p - k) // s + 1)
+    return tuple(out)
