@@ -9,11 +9,18 @@ op's own formulation, so that agreement means something.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxconv import _checks
 from jaxconv._conv import conv_config
+from jaxconv._dense import affine_inputs, relu_input
+from jaxconv._dropout import dropout_config
+from jaxconv._loss import loss_inputs, nan_unless_valid, svm_config
+from jaxconv._norm import (accumulation_dtype, batch_norm_config, group_norm_config,
+                           layer_norm_config)
 from jaxconv._pool import pool_config
 
 
@@ -40,10 +47,105 @@ def max_pool2d(x, *, pool=2, stride=None, layout="NCHW"):
     """Twin of :func:`jaxconv.max_pool2d` on ``lax.reduce_window``, whose gradient
     (``select_and_scatter``) has the same first-maximum tie rule."""
     x, c = pool_config("max_pool2d", x, pool=pool, stride=stride, layout=layout)
-    return _reduce_window(x, c, jnp.array(-jnp.inf, x.dtype), lax.max)
+    return _reduce_window(x, c, np.array(-np.inf, x.dtype), lax.max)
 
 
 def avg_pool2d(x, *, pool=2, stride=None, layout="NCHW"):
     """Twin of :func:`jaxconv.avg_pool2d`."""
     x, c = pool_config("avg_pool2d", x, pool=pool, stride=stride, layout=layout)
-    return _reduce_window(x, c, jnp.array(0, x.dtype), lax.add) / c.size
+    return _reduce_window(x, c, np.array(0, x.dtype), lax.add) / c.size
+
+
+# --- dense, norms, dropout, losses ----------------------------------------------------
+# Statistics and losses of half-precision inputs are computed in float32, as the
+# custom ops do, so the twins agree with them in every dtype.
+
+def affine(x, w, b):
+    """Twin of :func:`jaxconv.affine`."""
+    x, w, b = affine_inputs(x, w, b)
+    return jnp.dot(x.reshape(x.shape[0], -1), w) + b
+
+
+def relu(x):
+    """Twin of :func:`jaxconv.relu` (``jax.nn.relu``: derivative 0 at 0)."""
+    return jax.nn.relu(relu_input(x))
+
+
+def batch_norm(x, gamma, beta, running_mean, running_var, *, train, momentum=0.9,
+               eps=1e-5, axis=1):
+    """Twin of :func:`jaxconv.batch_norm`; the running outputs are ``stop_gradient``-ed."""
+    x, gamma, beta, running_mean, running_var, c = batch_norm_config(
+        x, gamma, beta, running_mean, running_var, train=train, momentum=momentum,
+        eps=eps, axis=axis)
+    acc = accumulation_dtype(x.dtype)
+    axes = tuple(i for i in range(x.ndim) if i != c.axis)
+    shape = [-1 if i == c.axis else 1 for i in range(x.ndim)]
+    xf = x.astype(acc)
+    if train:
+        mean, var = jnp.mean(xf, axis=axes), jnp.var(xf, axis=axes)
+        new_mean = (c.momentum * running_mean + (1 - c.momentum) * mean).astype(running_mean.dtype)
+        new_var = (c.momentum * running_var + (1 - c.momentum) * var).astype(running_var.dtype)
+    else:
+        mean, var = running_mean.astype(acc), running_var.astype(acc)
+        new_mean, new_var = running_mean, running_var
+    normalized = (xf - mean.reshape(shape)) / jnp.sqrt(var.reshape(shape) + c.eps)
+    out = gamma.astype(acc).reshape(shape) * normalized + beta.astype(acc).reshape(shape)
+    return (out.astype(x.dtype), lax.stop_gradient(new_mean), lax.stop_gradient(new_var))
+
+
+def layer_norm(x, gamma, beta, *, eps=1e-5):
+    """Twin of :func:`jaxconv.layer_norm`."""
+    x, gamma, beta, c = layer_norm_config(x, gamma, beta, eps=eps)
+    acc = accumulation_dtype(x.dtype)
+    xf = x.astype(acc)
+    axes = tuple(range(1, x.ndim))
+    normalized = (xf - xf.mean(axes, keepdims=True)) / jnp.sqrt(xf.var(axes, keepdims=True) + c.eps)
+    return (gamma.astype(acc) * normalized + beta.astype(acc)).astype(x.dtype)
+
+
+def group_norm(x, gamma, beta, *, groups, eps=1e-5, layout="NCHW"):
+    """Twin of :func:`jaxconv.group_norm` (NHWC is computed as NCHW, transposed)."""
+    x, gamma, beta, c = group_norm_config(x, gamma, beta, groups=groups, eps=eps, layout=layout)
+    acc = accumulation_dtype(x.dtype)
+    xf = x.astype(acc) if layout == "NCHW" else jnp.transpose(x.astype(acc), (0, 3, 1, 2))
+    n, ch, h, w = xf.shape
+    xg = xf.reshape(n, groups, -1)
+    normalized = ((xg - xg.mean(2, keepdims=True)) / jnp.sqrt(xg.var(2, keepdims=True) + c.eps))
+    out = (gamma.astype(acc)[:, None, None] * normalized.reshape(n, ch, h, w)
+           + beta.astype(acc)[:, None, None])
+    out = out if layout == "NCHW" else jnp.transpose(out, (0, 2, 3, 1))
+    return out.astype(x.dtype)
+
+
+def dropout(x, key, *, keep_prob, train=True):
+    """Twin of :func:`jaxconv.dropout`: the very same mask from the same key."""
+    x, key, c = dropout_config(x, key, keep_prob=keep_prob, train=train)
+    if c is None:
+        return x
+    mask = jax.random.bernoulli(key, c.keep_prob, x.shape)
+    return x * mask.astype(x.dtype) / c.keep_prob
+
+
+def softmax_loss(scores, y):
+    """Twin of :func:`jaxconv.softmax_loss` on ``jax.nn.log_softmax``."""
+    scores, y = loss_inputs(scores, y, op="softmax_loss")
+    acc = accumulation_dtype(scores.dtype)
+    log_p = jax.nn.log_softmax(scores.astype(acc), axis=1)
+    picked = log_p[jnp.arange(scores.shape[0]), y]
+    valid = nan_unless_valid(y, scores.shape[1], acc)
+    return (-jnp.mean(picked) * valid).astype(scores.dtype)
+
+
+def svm_loss(scores, y, *, margin=1.0):
+    """Twin of :func:`jaxconv.svm_loss` (the hinge's kink counts as flat)."""
+    scores, y = loss_inputs(scores, y, op="svm_loss")
+    c = svm_config(margin)
+    acc = accumulation_dtype(scores.dtype)
+    s = scores.astype(acc)
+    n, classes = s.shape
+    correct = s[jnp.arange(n), y]
+    margins = s - correct[:, None] + c.margin
+    margins = jnp.where(jnp.arange(classes)[None, :] == y[:, None], 0, margins)
+    hinge = jnp.where(margins > 0, margins, 0)
+    valid = nan_unless_valid(y, classes, acc)
+    return (jnp.sum(hinge) / n * valid).astype(scores.dtype)
