@@ -8,11 +8,20 @@ the tools that prove the two agree. Forward-mode differentiation (``jax.jvp``,
 """
 from jaxconv import gradcheck, reference
 from jaxconv._conv import conv2d
+from jaxconv._dense import affine, relu
+from jaxconv._dropout import dropout
+from jaxconv._loss import softmax_loss, svm_loss
+from jaxconv._norm import batch_norm, group_norm, layer_norm
 from jaxconv._patches import col2im, im2col
 from jaxconv._pool import avg_pool2d, max_pool2d
+from jaxconv import data, models, optim  # training: ops -> models -> solver
+from jaxconv.solver import Solver
 
 __version__ = "0.1.0"
 
 __all__ = [
     "avg_pool2d", "col2im", "conv2d", "gradcheck", "im2col", "max_pool2d", "reference",
+    "affine", "batch_norm", "dropout", "group_norm", "layer_norm", "relu", "softmax_loss",
+    "svm_loss",
+    "Solver", "data", "models", "optim",
 ]

@@ -77,3 +77,17 @@ def out_size(op: str, what: str, size: tuple[int, int], window: tuple[int, int],
                              f"{tuple(n + 2 * q for n, q in zip(size, pad))} ({shapes})")
         out.append((n + 2 * p - k) // s + 1)
     return tuple(out)
+
+
+def real(op: str, name: str, value, *, low: float, high: float | None = None,
+         low_open: bool = False) -> float:
+    """A plain Python real hyperparameter in ``[low, high]`` (``(low, ...`` if ``low_open``)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a Python float, got {value!r}")
+    value = float(value)
+    above = value > low if low_open else value >= low
+    below = True if high is None else value <= high
+    if not (above and below):   # also rejects nan
+        interval = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else f'{high}]'}"
+        raise ValueError(f"{op}: {name} must be in {interval}, got {value!r}")
+    return value

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize() first (multi-host)")
+    train.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="with --distributed: process 0's address (default: JAX detects "
+                            "it on SLURM, Open MPI, Kubernetes and Cloud TPU)")
+    train.add_argument("--num-processes", type=_positive_int, default=None)
+    train.add_argument("--process-id", type=int, default=None)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     check = commands.add_parser("check", help="custom_vjp vs autodiff vs numerical, every op")

@@ -17,7 +17,7 @@ from jax import lax
 from jaxconv import _checks
 from jaxconv._conv import conv_config
 from jaxconv._dense import affine_inputs, relu_input
-from jaxconv._dropout import dropout_config
+from jaxconv._dropout import dropout_config, keep_mask
 from jaxconv._loss import loss_inputs, nan_unless_valid, svm_config
 from jaxconv._norm import (accumulation_dtype, batch_norm_config, group_norm_config,
                            layer_norm_config)
@@ -122,7 +122,7 @@ def dropout(x, key, *, keep_prob, train=True):
     x, key, c = dropout_config(x, key, keep_prob=keep_prob, train=train)
     if c is None:
         return x
-    mask = jax.random.bernoulli(key, c.keep_prob, x.shape)
+    mask = keep_mask(key, c.keep_prob, x.shape)
     return x * mask.astype(x.dtype) / c.keep_prob
 
 

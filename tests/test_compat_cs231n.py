@@ -1,0 +1,522 @@
+"""jaxconv.compat.cs231n: every function against NumPy oracles (CS231n's formulas and
+loops written out, seed 002's update rules copied) and, for every backward,
+against eval_numerical_gradient_array in float64 (rel_error < 1e-8). Shapes are
+tiny: each numerical-gradient step is one compat call."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from jaxconv.compat import cs231n as c
+
+BAR = 1e-8   # the CS231n notebooks' bar for a float64 gradient check
+
+
+def randn(seed, *shape):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def numerical(f, x, dout):
+    return c.eval_numerical_gradient_array(f, x, dout)
+
+
+# --- the gradient-check helpers themselves, on functions with known derivatives ----------
+
+def test_rel_error_is_cs231ns_measure():
+    assert c.rel_error(np.array([1.0, 2.0]), np.array([1.0, 2.2])) == pytest.approx(0.2 / 4.2)
+    assert c.rel_error(0.0, 0.0) == 0.0                          # the 1e-8 floor, no 0/0
+    assert c.rel_error(np.ones((2, 3)), 1.0) == 0.0              # broadcasting, as in NumPy
+
+
+def test_eval_numerical_gradient_perturbs_in_place(capsys):
+    x = np.array([[1.0, -2.0], [0.5, 3.0]])
+    before = x.copy()
+    seen = []
+
+    def f(arg):
+        assert arg is x                   # the very array, perturbed in place
+        seen.append(x.copy())
+        return np.sum(x ** 3)
+
+    grad = c.eval_numerical_gradient(f, x, verbose=True)
+    np.testing.assert_allclose(grad, 3 * before ** 2, rtol=1e-9)
+    np.testing.assert_array_equal(x, before)                     # restored exactly
+    assert len(seen) == 1 + 2 * x.size                           # f(x) once, then +h / -h
+    assert any(not np.array_equal(s, before) for s in seen)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("(0, 0)") and len(printed) == x.size
+
+
+def test_eval_numerical_gradient_lambda_ignoring_its_argument():
+    """CS231n's `f = lambda _: model.loss(X, y)[0]`: f reads the array from outside."""
+    w = np.array([0.3, -1.2, 2.0])
+    f = lambda _: np.sum(np.sin(w))                               # noqa: E731
+    grad = c.eval_numerical_gradient(f, w, verbose=False, h=1e-6)
+    np.testing.assert_allclose(grad, np.cos(w), rtol=1e-8)
+
+
+def test_eval_numerical_gradient_array():
+    x = np.array([[0.2, -0.7, 1.5]])
+    df = np.array([[1.0, 2.0, -3.0]])
+    captured = x
+    grad = c.eval_numerical_gradient_array(lambda _: np.exp(captured) * 2.0, x, df)
+    np.testing.assert_allclose(grad, 2.0 * np.exp(x) * df, rtol=1e-9)
+
+
+# --- affine, relu ---------------------------------------------------------------------
+
+def test_affine():
+    x, w, b = randn(0, 2, 2, 3), randn(1, 6, 4), randn(2, 4)
+    out, cache = c.affine_forward(x, w, b)
+    np.testing.assert_allclose(out, x.reshape(2, 6) @ w + b, rtol=1e-13)
+    assert cache[0] is x and cache[1] is w and cache[2] is b
+    dout = randn(3, 2, 4)
+    dx, dw, db = c.affine_backward(dout, cache)
+    np.testing.assert_allclose(dx, (dout @ w.T).reshape(x.shape), rtol=1e-13)
+    np.testing.assert_allclose(dw, x.reshape(2, 6).T @ dout, rtol=1e-13)
+    np.testing.assert_allclose(db, dout.sum(0), rtol=1e-13)
+    assert c.rel_error(dx, numerical(lambda a: c.affine_forward(a, w, b)[0], x, dout)) < BAR
+    assert c.rel_error(dw, numerical(lambda a: c.affine_forward(x, a, b)[0], w, dout)) < BAR
+    assert c.rel_error(db, numerical(lambda a: c.affine_forward(x, w, a)[0], b, dout)) < BAR
+
+
+def test_relu():
+    x = np.array([[-1.5, 0.0, 0.7], [2.0, -0.3, 0.4]])
+    out, cache = c.relu_forward(x)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    dout = randn(4, 2, 3)
+    dx = c.relu_backward(dout, cache)
+    np.testing.assert_array_equal(dx, dout * (x > 0))             # 0 at x == 0
+    x2 = randn(5, 2, 3)
+    dx2 = c.relu_backward(dout, c.relu_forward(x2)[1])
+    assert c.rel_error(dx2, numerical(lambda a: c.relu_forward(a)[0], x2, dout)) < BAR
+
+
+# --- convolution: CS231n's naive loops as oracle ------------------------------------------
+
+def conv_loops(x, w, b, stride, pad):
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    Ho, Wo = 1 + (H + 2 * pad - HH) // stride, 1 + (W + 2 * pad - WW) // stride
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.zeros((N, F, Ho, Wo))
+    dmap = {}
+    for n in range(N):
+        for f in range(F):
+            for i in range(Ho):
+                for j in range(Wo):
+                    window = xp[n, :, i * stride:i * stride + HH, j * stride:j * stride + WW]
+                    out[n, f, i, j] = np.sum(window * w[f]) + b[f]
+                    dmap[n, f, i, j] = (slice(i * stride, i * stride + HH),
+                                        slice(j * stride, j * stride + WW))
+    return out, xp, dmap
+
+
+def conv_backward_loops(dout, x, w, stride, pad):
+    _, xp, dmap = conv_loops(x, w, np.zeros(w.shape[0]), stride, pad)
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    for (n, f, i, j), (rows, cols) in dmap.items():
+        dxp[n, :, rows, cols] += w[f] * dout[n, f, i, j]
+        dw[f] += xp[n, :, rows, cols] * dout[n, f, i, j]
+    H, W = x.shape[2:]
+    return dxp[:, :, pad:pad + H, pad:pad + W], dw, dout.sum(axis=(0, 2, 3))
+
+
+CONV_CASES = [((1, 2, 4, 4), (2, 2, 3, 3), 1, 1), ((1, 2, 5, 5), (2, 2, 3, 3), 2, 1),
+              ((2, 1, 5, 4), (2, 1, 2, 2), 2, 0)]   # the last: W does not tile, floor
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", CONV_CASES)
+@pytest.mark.parametrize("kind", ["naive", "fast"])
+def test_conv(kind, x_shape, w_shape, stride, pad):
+    forward = getattr(c, f"conv_forward_{kind}")
+    backward = getattr(c, f"conv_backward_{kind}")
+    x, w, b = randn(0, *x_shape), randn(1, *w_shape), randn(2, w_shape[0])
+    conv_param = {"stride": stride, "pad": pad}
+    out, cache = forward(x, w, b, conv_param)
+    np.testing.assert_allclose(out, conv_loops(x, w, b, stride, pad)[0], rtol=1e-12, atol=1e-13)
+    assert cache[0] is x and cache[1] is w and cache[2] is b and cache[3] is conv_param
+    dout = randn(3, *out.shape)
+    grads = backward(dout, cache)
+    for got, want in zip(grads, conv_backward_loops(dout, x, w, stride, pad)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    dx, dw, db = grads
+    assert c.rel_error(dx, numerical(lambda a: forward(a, w, b, conv_param)[0], x, dout)) < BAR
+    assert c.rel_error(dw, numerical(lambda a: forward(x, a, b, conv_param)[0], w, dout)) < BAR
+    assert c.rel_error(db, numerical(lambda a: forward(x, w, a, conv_param)[0], b, dout)) < BAR
+
+
+def test_conv_fast_equals_naive():
+    x, w, b = randn(0, 2, 3, 7, 7), randn(1, 4, 3, 3, 3), randn(2, 4)
+    conv_param = {"stride": 2, "pad": 1}
+    out_n, cache_n = c.conv_forward_naive(x, w, b, conv_param)
+    out_f, cache_f = c.conv_forward_fast(x, w, b, conv_param)
+    assert c.rel_error(out_n, out_f) < 1e-12
+    dout = randn(3, *out_n.shape)
+    for g_n, g_f in zip(c.conv_backward_naive(dout, cache_n), c.conv_backward_fast(dout, cache_f)):
+        assert c.rel_error(g_n, g_f) < 1e-12
+
+
+# --- max pooling ----------------------------------------------------------------------------
+
+def pool_loops(x, ph, pw, stride):
+    N, C, H, W = x.shape
+    Ho, Wo = 1 + (H - ph) // stride, 1 + (W - pw) // stride
+    out, where = np.zeros((N, C, Ho, Wo)), {}
+    for n in range(N):
+        for ch in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    window = x[n, ch, i * stride:i * stride + ph, j * stride:j * stride + pw]
+                    k, l = np.unravel_index(np.argmax(window), window.shape)   # first max
+                    out[n, ch, i, j] = window[k, l]
+                    where[n, ch, i, j] = (n, ch, i * stride + k, j * stride + l)
+    return out, where
+
+
+@pytest.mark.parametrize("ph,pw,stride", [(2, 2, 2), (3, 2, 1), (2, 3, 2)])  # tile, overlap, floor
+@pytest.mark.parametrize("kind", ["naive", "fast"])
+def test_max_pool(kind, ph, pw, stride):
+    forward = getattr(c, f"max_pool_forward_{kind}")
+    backward = getattr(c, f"max_pool_backward_{kind}")
+    x = randn(0, 2, 2, 5, 5)
+    pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+    out, cache = forward(x, pool_param)
+    want, where = pool_loops(x, ph, pw, stride)
+    np.testing.assert_array_equal(out, want)
+    assert cache[0] is x and cache[1] is pool_param
+    dout = randn(1, *out.shape)
+    dx = backward(dout, cache)
+    dx_want = np.zeros_like(x)
+    for idx, target in where.items():
+        dx_want[target] += dout[idx]                       # overlapping windows add up
+    np.testing.assert_allclose(dx, dx_want, rtol=1e-14)
+    assert c.rel_error(dx, numerical(lambda a: forward(a, pool_param)[0], x, dout)) < BAR
+
+
+def test_max_pool_ties_go_to_the_first_maximum():
+    x = np.ones((1, 1, 2, 2))
+    out, cache = c.max_pool_forward_fast(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
+    dx = c.max_pool_backward_fast(np.full((1, 1, 1, 1), 5.0), cache)
+    np.testing.assert_array_equal(dx[0, 0], [[5.0, 0.0], [0.0, 0.0]])
+
+
+# --- batch norm: seed 002's formulas as oracle --------------------------------------------
+
+def seed_batchnorm(x, gamma, beta, running_mean, running_var, momentum=0.9, eps=1e-5):
+    mu, var = x.mean(axis=0), x.var(axis=0)
+    std = np.sqrt(var + eps)
+    x_hat = (x - mu) / std
+    return (gamma * x_hat + beta, momentum * running_mean + (1 - momentum) * mu,
+            momentum * running_var + (1 - momentum) * var, (x, mu, std, gamma, x_hat))
+
+
+def seed_batchnorm_backward_alt(dout, cache):
+    _, _, std, gamma, x_hat = cache
+    S = lambda a: a.sum(axis=0)                                     # noqa: E731
+    dx = dout * gamma / (len(dout) * std)
+    dx = len(dout) * dx - S(dx * x_hat) * x_hat - S(dx)
+    return dx, S(dout * x_hat), S(dout)
+
+
+@pytest.mark.parametrize("backward", ["batchnorm_backward", "batchnorm_backward_alt"])
+def test_batchnorm_train(backward):
+    x, gamma, beta = randn(0, 5, 3) * 2 + 1, randn(1, 3), randn(2, 3)
+    bn_param = {"mode": "train", "momentum": 0.8}
+    out, cache = c.batchnorm_forward(x, gamma, beta, bn_param)
+    want, rm, rv, seed_cache = seed_batchnorm(x, gamma, beta, np.zeros(3), np.zeros(3), 0.8)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-13)
+    # The dict is updated in place, starting from zeros, as CS231n does.
+    np.testing.assert_allclose(bn_param["running_mean"], rm, rtol=1e-13)
+    np.testing.assert_allclose(bn_param["running_var"], rv, rtol=1e-13)
+    c.batchnorm_forward(x + 1, gamma, beta, bn_param)
+    np.testing.assert_allclose(bn_param["running_mean"], 0.8 * rm + 0.2 * (x + 1).mean(0),
+                               rtol=1e-13)
+
+    dout = randn(3, 5, 3)
+    grads = getattr(c, backward)(dout, cache)
+    for got, ref in zip(grads, seed_batchnorm_backward_alt(dout, seed_cache)):
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+    dx, dgamma, dbeta = grads
+    fresh = lambda: {"mode": "train"}                               # noqa: E731
+    assert c.rel_error(dx, numerical(
+        lambda a: c.batchnorm_forward(a, gamma, beta, fresh())[0], x, dout)) < BAR
+    assert c.rel_error(dgamma, numerical(
+        lambda a: c.batchnorm_forward(x, a, beta, fresh())[0], gamma, dout)) < BAR
+    assert c.rel_error(dbeta, numerical(
+        lambda a: c.batchnorm_forward(x, gamma, a, fresh())[0], beta, dout)) < BAR
+
+
+def test_batchnorm_test_mode_uses_running_statistics():
+    x, gamma, beta = randn(0, 4, 3), randn(1, 3), randn(2, 3)
+    rm, rv = randn(3, 3), np.abs(randn(4, 3)) + 0.5
+    bn_param = {"mode": "test", "running_mean": rm, "running_var": rv, "eps": 1e-3}
+    out, cache = c.batchnorm_forward(x, gamma, beta, bn_param)
+    np.testing.assert_allclose(out, gamma * (x - rm) / np.sqrt(rv + 1e-3) + beta, rtol=1e-12)
+    np.testing.assert_array_equal(bn_param["running_mean"], rm)    # unchanged in test mode
+    dout = randn(5, 4, 3)
+    dx, dgamma, dbeta = c.batchnorm_backward(dout, cache)
+    np.testing.assert_allclose(dx, dout * gamma / np.sqrt(rv + 1e-3), rtol=1e-12)
+    np.testing.assert_allclose(dgamma, (dout * (x - rm) / np.sqrt(rv + 1e-3)).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(dbeta, dout.sum(0), rtol=1e-12)
+    with pytest.raises(ValueError, match="Invalid forward batchnorm mode"):
+        c.batchnorm_forward(x, gamma, beta, {"mode": "eval"})
+
+
+def test_spatial_batchnorm():
+    x, gamma, beta = randn(0, 2, 3, 2, 2), randn(1, 3), randn(2, 3)
+    bn_param = {"mode": "train"}
+    out, cache = c.spatial_batchnorm_forward(x, gamma, beta, bn_param)
+    flat = x.transpose(0, 2, 3, 1).reshape(-1, 3)                  # CS231n's reshape trick
+    want, rm, rv, seed_cache = seed_batchnorm(flat, gamma, beta, np.zeros(3), np.zeros(3))
+    np.testing.assert_allclose(out, want.reshape(2, 2, 2, 3).transpose(0, 3, 1, 2), rtol=1e-12,
+                               atol=1e-13)
+    np.testing.assert_allclose(bn_param["running_var"], rv, rtol=1e-13)
+    assert bn_param["running_mean"].shape == (3,)
+    dout = randn(3, *x.shape)
+    dx, dgamma, dbeta = c.spatial_batchnorm_backward(dout, cache)
+    ref = seed_batchnorm_backward_alt(dout.transpose(0, 2, 3, 1).reshape(-1, 3), seed_cache)
+    np.testing.assert_allclose(dx, ref[0].reshape(2, 2, 2, 3).transpose(0, 3, 1, 2),
+                               rtol=1e-10, atol=1e-12)
+    f = lambda a, g, b: c.spatial_batchnorm_forward(a, g, b, {"mode": "train"})[0]  # noqa: E731
+    assert c.rel_error(dx, numerical(lambda a: f(a, gamma, beta), x, dout)) < BAR
+    assert c.rel_error(dgamma, numerical(lambda a: f(x, a, beta), gamma, dout)) < BAR
+    assert c.rel_error(dbeta, numerical(lambda a: f(x, gamma, a), beta, dout)) < BAR
+
+
+# --- layer norm, group norm ----------------------------------------------------------------
+
+def test_layernorm():
+    x, gamma, beta = randn(0, 3, 4), randn(1, 4), randn(2, 4)
+    ln_param = {"eps": 1e-4}
+    out, cache = c.layernorm_forward(x, gamma, beta, ln_param)
+    mu, var = x.mean(1, keepdims=True), x.var(1, keepdims=True)
+    np.testing.assert_allclose(out, gamma * (x - mu) / np.sqrt(var + 1e-4) + beta, rtol=1e-12)
+    dout = randn(3, 3, 4)
+    dx, dgamma, dbeta = c.layernorm_backward(dout, cache)
+    f = lambda a, g, b: c.layernorm_forward(a, g, b, ln_param)[0]  # noqa: E731
+    assert c.rel_error(dx, numerical(lambda a: f(a, gamma, beta), x, dout)) < BAR
+    assert c.rel_error(dgamma, numerical(lambda a: f(x, a, beta), gamma, dout)) < BAR
+    assert c.rel_error(dbeta, numerical(lambda a: f(x, gamma, a), beta, dout)) < BAR
+
+
+def test_spatial_groupnorm():
+    N, C, H, W, G = 2, 4, 2, 2, 2
+    x, gamma, beta = randn(0, N, C, H, W), randn(1, 1, C, 1, 1), randn(2, 1, C, 1, 1)
+    out, cache = c.spatial_groupnorm_forward(x, gamma, beta, G, {})
+    xg = x.reshape(N, G, -1)
+    x_hat = ((xg - xg.mean(2, keepdims=True)) / np.sqrt(xg.var(2, keepdims=True) + 1e-5))
+    np.testing.assert_allclose(out, gamma * x_hat.reshape(x.shape) + beta, rtol=1e-12,
+                               atol=1e-13)
+    dout = randn(3, *x.shape)
+    dx, dgamma, dbeta = c.spatial_groupnorm_backward(dout, cache)
+    assert dgamma.shape == dbeta.shape == (1, C, 1, 1)
+    f = lambda a, g, b: c.spatial_groupnorm_forward(a, g, b, G, {})[0]  # noqa: E731
+    assert c.rel_error(dx, numerical(lambda a: f(a, gamma, beta), x, dout)) < BAR
+    assert c.rel_error(dgamma, numerical(lambda a: f(x, a, beta), gamma, dout)) < BAR
+    assert c.rel_error(dbeta, numerical(lambda a: f(x, gamma, a), beta, dout)) < BAR
+
+
+# --- dropout -----------------------------------------------------------------------------
+
+def test_dropout_keep_probability_and_scaling():
+    x = randn(0, 100, 100) + 10
+    out, _ = c.dropout_forward(x, {"mode": "train", "p": 0.3, "seed": 7})
+    kept = out != 0
+    assert abs(kept.mean() - 0.3) < 0.02                       # p is the KEEP probability
+    np.testing.assert_allclose(out[kept], x[kept] / 0.3, rtol=1e-14)
+    out_test, _ = c.dropout_forward(x, {"mode": "test", "p": 0.3})
+    np.testing.assert_array_equal(out_test, x)
+
+
+def test_dropout_seed_and_backward():
+    x, dout = randn(0, 3, 4) + 5, randn(1, 3, 4)
+    param = {"mode": "train", "p": 0.5, "seed": 123}
+    out, cache = c.dropout_forward(x, param)
+    np.testing.assert_array_equal(c.dropout_forward(x, param)[0], out)      # same seed, same mask
+    assert cache[0] is param
+    dx = c.dropout_backward(dout, cache)
+    np.testing.assert_allclose(dx, dout * (out != 0) / 0.5, rtol=1e-14)      # the forward's mask
+    assert c.rel_error(dx, numerical(lambda a: c.dropout_forward(a, param)[0], x, dout)) < BAR
+    test_out, test_cache = c.dropout_forward(x, {"mode": "test", "p": 0.5})
+    np.testing.assert_array_equal(c.dropout_backward(dout, test_cache), dout)
+
+
+def test_dropout_without_seed_follows_numpys_global_seed():
+    x = randn(0, 4, 5) + 5
+    np.random.seed(3)
+    a, _ = c.dropout_forward(x, {"mode": "train", "p": 0.5})
+    b, _ = c.dropout_forward(x, {"mode": "train", "p": 0.5})
+    np.random.seed(3)
+    a2, _ = c.dropout_forward(x, {"mode": "train", "p": 0.5})
+    np.testing.assert_array_equal(a, a2)
+    assert not np.array_equal(a, b)
+
+
+# --- losses: CS231n's vectorised formulas as oracle -----------------------------------------
+
+def softmax_oracle(x, y):
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    N = x.shape[0]
+    dx = np.exp(log_probs)
+    dx[np.arange(N), y] -= 1
+    return -log_probs[np.arange(N), y].mean(), dx / N
+
+
+def svm_oracle(x, y):
+    N = x.shape[0]
+    margins = np.maximum(0, x - x[np.arange(N), y][:, None] + 1.0)
+    margins[np.arange(N), y] = 0
+    dx = (margins > 0).astype(x.dtype)
+    dx[np.arange(N), y] -= dx.sum(axis=1)
+    return margins.sum() / N, dx / N
+
+
+@pytest.mark.parametrize("name,oracle", [("softmax_loss", softmax_oracle),
+                                         ("svm_loss", svm_oracle)])
+def test_losses(name, oracle):
+    loss_fn = getattr(c, name)
+    x, y = randn(0, 4, 3), np.array([0, 2, 1, 2])
+    loss, dx = loss_fn(x, y)
+    want_loss, want_dx = oracle(x, y)
+    assert isinstance(loss, np.floating) and loss.dtype == np.float64
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-13)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-15)
+    dx_num = c.eval_numerical_gradient(lambda _: loss_fn(x, y)[0], x, verbose=False)
+    assert c.rel_error(dx, dx_num) < BAR
+    with pytest.raises(ValueError, match="labels"):
+        loss_fn(x, np.array([0, 1, 3, 0]))
+
+
+# --- update rules: seed 002's formulas, copied, as oracle ---------------------------------
+
+def seed_sgd_momentum(w, dw, config):
+    v = config.get("velocity", np.zeros_like(w))
+    v = config["momentum"] * v - config["learning_rate"] * dw
+    config["velocity"] = v          # (seed 002 forgets to store it back)
+    return w + v
+
+
+def seed_rmsprop(w, dw, config):
+    keys = ["learning_rate", "decay_rate", "epsilon", "cache"]
+    lr, dr, eps, cache = (config.get(key) for key in keys)
+    cache = dr * cache + (1 - dr) * dw ** 2
+    config["cache"] = cache          # (seed 002 forgets to store it back)
+    return w - lr * dw / (np.sqrt(cache) + eps)
+
+
+def seed_adam(w, dw, config):
+    keys = ["learning_rate", "beta1", "beta2", "epsilon", "m", "v", "t"]
+    lr, beta1, beta2, eps, m, v, t = (config.get(k) for k in keys)
+    config["t"] = t = t + 1
+    config["m"] = m = beta1 * m + (1 - beta1) * dw
+    mt = m / (1 - beta1 ** t)
+    config["v"] = v = beta2 * v + (1 - beta2) * (dw ** 2)
+    vt = v / (1 - beta2 ** t)
+    return w - lr * mt / (np.sqrt(vt) + eps)
+
+
+DEFAULTS = {
+    "sgd": {"learning_rate": 1e-2},
+    "sgd_momentum": {"learning_rate": 1e-2, "momentum": 0.9},
+    "rmsprop": {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8},
+    "adam": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 0},
+}
+ORACLES = {"sgd": lambda w, dw, cfg: w - cfg["learning_rate"] * dw,
+           "sgd_momentum": seed_sgd_momentum, "rmsprop": seed_rmsprop, "adam": seed_adam}
+STATE = {"sgd": (), "sgd_momentum": ("velocity",), "rmsprop": ("cache",), "adam": ("m", "v", "t")}
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
+def test_update_rules_follow_seed_002_over_several_steps(rule):
+    update = getattr(c, rule)
+    w = randn(0, 3, 4)
+    ours = {"learning_rate": 5e-2}
+    w_ours, config = update(w, randn(1, 3, 4), ours)
+    assert config is ours                                         # the caller's dict, updated
+    expected = dict(DEFAULTS[rule], learning_rate=5e-2)           # CS231n's defaults filled in
+    if rule == "adam":
+        expected["t"] = 1                                         # incremented by the step
+    assert {k: config[k] for k in expected} == expected
+    # From the same defaults, the seed's formulas step for step (lr decayed midway,
+    # as the Solver's lr_decay does).
+    theirs = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in config.items()}
+    w_theirs = w_ours.copy()
+    for step in range(2, 7):
+        dw = randn(step, 3, 4)
+        if step == 4:
+            ours["learning_rate"] *= 0.5
+            theirs["learning_rate"] *= 0.5
+        w_ours, _ = update(w_ours, dw, ours)
+        w_theirs = ORACLES[rule](w_theirs, dw, theirs)
+        np.testing.assert_allclose(w_ours, w_theirs, rtol=1e-12, atol=1e-15)
+        for key in STATE[rule]:
+            np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-12, atol=1e-15)
+    assert type(w_ours) is np.ndarray and w_ours.dtype == np.float64
+    w_ours += 1.0                                                 # writable, as CS231n's arrays
+
+
+def test_update_rule_defaults_without_config():
+    w, dw = randn(0, 2, 2), randn(1, 2, 2)
+    next_w, config = c.adam(w, dw)
+    assert config["learning_rate"] == 1e-3 and config["t"] == 1
+    np.testing.assert_allclose(next_w, w - 1e-3 * np.sign(dw), rtol=1e-6)  # first Adam step
+    next_w, config = c.sgd(w, dw)
+    np.testing.assert_allclose(next_w, w - 1e-2 * dw, rtol=1e-15)
+    np.testing.assert_array_equal(w, randn(0, 2, 2))              # w itself is not modified
+
+
+# --- dtypes and the global configuration ---------------------------------------------------
+
+def test_float32_in_float32_out():
+    f32 = lambda *shape: randn(sum(shape), *shape).astype(np.float32)  # noqa: E731
+    x, w, b = f32(1, 2, 4, 4), f32(2, 2, 3, 3), f32(2)
+    out, cache = c.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+    results = [out, *c.conv_backward_fast(np.ones(out.shape), cache)]   # float64 dout
+    p, pcache = c.max_pool_forward_naive(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
+    results += [p, c.max_pool_backward_naive(np.ones(p.shape, np.float32), pcache)]
+    g, beta = np.ones(2, np.float32), np.zeros(2, np.float32)
+    bn_param = {"mode": "train"}
+    bn, bcache = c.spatial_batchnorm_forward(x, g, beta, bn_param)
+    results += [bn, *c.spatial_batchnorm_backward(np.ones(bn.shape, np.float32), bcache),
+                bn_param["running_mean"], bn_param["running_var"]]
+    scores = f32(3, 4)
+    loss, dscores = c.softmax_loss(scores, np.array([0, 1, 2]))
+    results += [np.asarray(loss), dscores]
+    results += [c.dropout_forward(x, {"mode": "train", "p": 0.5, "seed": 1})[0]]
+    results += [c.adam(w, w)[0], c.im2col_indices(x, 2, 2, 0, 1)]
+    assert all(type(r) is np.ndarray or np.isscalar(r) for r in results)
+    assert [r.dtype for r in results] == [np.float32] * len(results)
+
+
+def test_global_x64_setting_is_untouched():
+    """With x64 off (JAX's default; conftest turns it on here), float64 NumPy still
+    computes in float64 and the global flag stays off afterwards."""
+    script = textwrap.dedent("""
+        import jax, jax.numpy as jnp, numpy as np
+        assert not jax.config.jax_enable_x64
+        from jaxconv.compat import cs231n as c
+        x = np.random.default_rng(0).standard_normal((1, 1, 4, 4))
+        w = np.random.default_rng(1).standard_normal((1, 1, 3, 3))
+        out, cache = c.conv_forward_naive(x, w, np.zeros(1), {"stride": 1, "pad": 0})
+        dx, dw, db = c.conv_backward_naive(np.ones(out.shape), cache)
+        ref = sum(w[0, 0, i, j] * x[0, 0, i:i + 2, j:j + 2] for i in range(3) for j in range(3))
+        assert out.dtype == dx.dtype == np.float64, (out.dtype, dx.dtype)
+        assert np.abs(out[0, 0] - ref).max() < 1e-13          # float64 accuracy, not float32
+        next_w, config = c.adam(w, w, {"t": 0})
+        assert next_w.dtype == np.float64 and config["m"].dtype == np.float64
+        assert not jax.config.jax_enable_x64
+        assert jnp.ones(1).dtype == jnp.float32                # the rest of JAX: still 32-bit
+        print("ok")
+    """)
+    env = dict(os.environ, JAX_ENABLE_X64="0", JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

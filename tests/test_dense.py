@@ -1,0 +1,63 @@
+"""affine and relu: hand-worked values, custom vs autodiff twin vs numerical
+(float64), the relu convention at 0, residuals and dtypes."""
+import jax
+import jax.ad_checkpoint
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconv as jc
+from jaxconv.gradcheck import compare
+from _util import randn
+
+
+def test_affine_hand_worked():
+    x = np.arange(6.0).reshape(2, 1, 3)           # rows [0, 1, 2], [3, 4, 5]
+    w = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, -1.0]])
+    b = np.array([10.0, 20.0])
+    out = jc.affine(x, w, b)
+    np.testing.assert_array_equal(out, [[12.0, 20.0], [18.0, 23.0]])
+    g = np.array([[1.0, 0.0], [0.0, 1.0]])
+    dx, dw, db = jax.grad(lambda x, w, b: jnp.sum(jc.affine(x, w, b) * g), (0, 1, 2))(x, w, b)
+    np.testing.assert_array_equal(dx, [[[1.0, 0.0, 1.0]], [[0.0, 2.0, -1.0]]])   # g @ w.T
+    np.testing.assert_array_equal(dw, [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]])       # X.T @ g
+    np.testing.assert_array_equal(db, [1.0, 1.0])
+    assert dx.shape == x.shape
+
+
+@pytest.mark.parametrize("x_shape", [(4, 6), (3, 2, 2, 2)])
+def test_affine_gradients_match_twin_and_numerical(x_shape):
+    d = int(np.prod(x_shape[1:]))
+    report = compare("affine", randn(0, *x_shape), randn(1, d, 5), randn(2, 5))
+    assert set(report) == {"x", "w", "b"}
+    for errors in report.values():
+        assert errors["autodiff"] < 1e-10 and errors["numerical"] < 1e-6, report
+
+
+def test_relu_gradients_match_twin_and_numerical():
+    x = randn(3, 4, 5)
+    x = np.sign(x) * (0.1 + np.abs(x))            # away from the kink
+    report = compare("relu", x)
+    assert report["x"]["autodiff"] < 1e-10 and report["x"]["numerical"] < 1e-6, report
+
+
+def test_relu_gradient_is_zero_at_zero():
+    x = jnp.array([-1.0, 0.0, 2.0, 0.0, -0.0])
+    np.testing.assert_array_equal(jc.relu(x), [0.0, 0.0, 2.0, 0.0, 0.0])
+    np.testing.assert_array_equal(jax.grad(lambda x: jc.relu(x).sum())(x), [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(jax.grad(lambda x: jc.reference.relu(x).sum())(x),
+                                  [0, 0, 1, 0, 0])
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64, jnp.bfloat16, jnp.float16])
+def test_gradient_dtypes_follow_inputs(dtype):
+    x, w, b = (jnp.asarray(randn(i, *s), dtype) for i, s in enumerate([(2, 3), (3, 4), (4,)]))
+    grads = jax.grad(lambda x, w, b: jc.relu(jc.affine(x, w, b)).sum(), (0, 1, 2))(x, w, b)
+    assert jc.affine(x, w, b).dtype == dtype
+    assert [g.dtype for g in grads] == [dtype] * 3
+
+
+def test_relu_keeps_a_boolean_mask(capsys):
+    jax.ad_checkpoint.print_saved_residuals(lambda x: jc.relu(x).sum(), jnp.ones((3, 4)))
+    saved = capsys.readouterr().out.strip().splitlines()
+    assert len(saved) == 1 and saved[0].startswith("bool[3,4]"), saved
