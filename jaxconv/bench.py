@@ -7,6 +7,9 @@ cotangent, all arrays passed as arguments so nothing constant-folds) for:
 * ``autodiff``: ``jax.vjp`` of its ``jaxconv.reference`` twin;
 * ``torch``: PyTorch's CPU forward + ``backward`` of the same op, when installed.
 
+and one whole training step of ThreeLayerConvNet (forward, backward, adam update)
+on the custom ops, on the reference twins and in PyTorch.
+
 The variants run interleaved, one call each per round, so that a noisy shared
 machine slows them alike; the table reports medians and the ratios
 ``custom / autodiff`` and ``custom / torch`` (below 1 means custom is faster).
@@ -100,18 +103,75 @@ def run_case(case: Case, repeats: int, torch=None) -> dict:
                 t.grad = None
             case.torch_fn(torch, *t_args).backward(t_g)
         variants["torch"] = torch_step
+    row = _timed_row(case.name, variants, repeats)
+    row["residual_bytes_custom"] = _residual_bytes(custom, args)
+    row["residual_bytes_autodiff"] = _residual_bytes(twin, args)
+    return row
+
+
+def _timed_row(name: str, variants: dict, repeats: int) -> dict:
+    """Median milliseconds of each variant, timed in interleaved rounds, and ratios."""
     for fn in variants.values():   # compile and warm up
         fn()
-    times = {name: [] for name in variants}
+    times = {variant: [] for variant in variants}
     for _ in range(repeats):
-        for name, fn in variants.items():
-            times[name].append(_time_once(fn))
-    row = {"case": case.name, **{f"{k}_ms": 1e3 * float(np.median(v)) for k, v in times.items()}}
+        for variant, fn in variants.items():
+            times[variant].append(_time_once(fn))
+    row = {"case": name, **{f"{k}_ms": 1e3 * float(np.median(v)) for k, v in times.items()}}
     row["custom/autodiff"] = row["custom_ms"] / row["autodiff_ms"]
     if "torch_ms" in row:
         row["custom/torch"] = row["custom_ms"] / row["torch_ms"]
-    row["residual_bytes_custom"] = _residual_bytes(custom, args)
-    row["residual_bytes_autodiff"] = _residual_bytes(twin, args)
+    return row
+
+
+def run_train_step(quick: bool, repeats: int, torch=None) -> dict:
+    """One ThreeLayerConvNet adam step (forward, backward, update) on a CIFAR-sized batch.
+
+    ``custom`` runs the model on the hand-derived ops, ``autodiff`` the same model
+    code on the ``jaxconv.reference`` twins, ``torch`` the same network in PyTorch.
+    """
+    import optax
+
+    from jaxconv import models, optim, reference
+
+    n, c, hw, f, k, hidden = (8, 3, 16, 8, 3, 32) if quick else (64, 3, 32, 32, 7, 100)
+    model = models.ThreeLayerConvNet(input_dim=(c, hw, hw), num_filters=f, filter_size=k,
+                                     hidden_dim=hidden, weight_scale=1e-2)
+    params, state = model.init(jax.random.key(0))
+    X = jax.random.normal(jax.random.key(1), (n, c, hw, hw), jnp.float32)
+    y = jax.random.randint(jax.random.key(2), (n,), 0, 10)
+    optimizer = optim.adam(1e-3)
+    opt_state = optimizer.init(params)
+
+    def loss_of(ops):
+        return lambda p: models._loss(model, ops, p, state, X, y)[0]
+
+    def make_step(ops):
+        @jax.jit
+        def step(params, opt_state, X, y):
+            loss, grads = jax.value_and_grad(
+                lambda p: models._loss(model, ops, p, state, X, y)[0])(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+        return lambda: jax.block_until_ready(step(params, opt_state, X, y))
+
+    variants = {"custom": make_step(jc), "autodiff": make_step(reference)}
+    if torch is not None:
+        nn = torch.nn
+        net = nn.Sequential(nn.Conv2d(c, f, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Flatten(), nn.Linear(f * (hw // 2) ** 2, hidden), nn.ReLU(),
+                            nn.Linear(hidden, 10))
+        t_opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        t_X, t_y = torch.tensor(np.asarray(X)), torch.tensor(np.asarray(y), dtype=torch.long)
+
+        def torch_step():
+            t_opt.zero_grad()
+            nn.functional.cross_entropy(net(t_X), t_y).backward()
+            t_opt.step()
+        variants["torch"] = torch_step
+    row = _timed_row(f"ThreeLayerConvNet adam step, batch {n}", variants, repeats)
+    row["residual_bytes_custom"] = _residual_bytes(loss_of(jc), [params])
+    row["residual_bytes_autodiff"] = _residual_bytes(loss_of(reference), [params])
     return row
 
 
@@ -140,6 +200,7 @@ def benchmark(quick: bool = False, repeats: int | None = None) -> dict:
     torch = _import_torch()
     repeats = repeats or (5 if quick else 15)
     rows = [run_case(case, repeats, torch) for case in cases(quick)]
+    rows.append(run_train_step(quick, repeats, torch))
     return {"device": device_description(),
             "torch": None if torch is None else f"{torch.__version__}, "
                                                 f"{torch.get_num_threads()} threads",

@@ -552,6 +552,30 @@ def rel_error(x, y):
     return np.max(np.abs(x - y) / (np.maximum(1e-8, np.abs(x) + np.abs(y))))
 
 
+def _centered_differences(x, h, value, reduce=lambda d: d, on_slope=None):
+    """``reduce(value() at x + h e_i - value() at x - h e_i) / 2h`` for every ``i``.
+
+    ``x`` is perturbed IN PLACE, one element at a time, and restored, as CS231n's
+    gradient_check does: ``value`` reads the very same array. The difference is
+    taken before ``reduce`` (as CS231n does), which keeps cancellation small.
+    """
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
+    while not it.finished:
+        ix = it.multi_index
+        oldval = x[ix]
+        x[ix] = oldval + h
+        pos = np.copy(value())
+        x[ix] = oldval - h
+        neg = np.copy(value())
+        x[ix] = oldval
+        grad[ix] = reduce(pos - neg) / (2 * h)
+        if on_slope is not None:
+            on_slope(ix, grad[ix])
+        it.iternext()
+    return grad
+
+
 def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
     """Centered-difference gradient of a scalar ``f`` at ``x``.
 
@@ -560,21 +584,7 @@ def eval_numerical_gradient(f, x, verbose=True, h=0.00001):
     With ``verbose`` each index and its slope are printed, as CS231n does.
     """
     f(x)  # CS231n evaluates f once at the original point first
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
-    while not it.finished:
-        ix = it.multi_index
-        oldval = x[ix]
-        x[ix] = oldval + h
-        fxph = f(x)
-        x[ix] = oldval - h
-        fxmh = f(x)
-        x[ix] = oldval
-        grad[ix] = (fxph - fxmh) / (2 * h)
-        if verbose:
-            print(ix, grad[ix])
-        it.iternext()
-    return grad
+    return _centered_differences(x, h, lambda: f(x), on_slope=print if verbose else None)
 
 
 def eval_numerical_gradient_array(f, x, df, h=1e-5):
@@ -582,16 +592,4 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
 
     ``x`` is perturbed IN PLACE and restored, as in :func:`eval_numerical_gradient`.
     """
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
-    while not it.finished:
-        ix = it.multi_index
-        oldval = x[ix]
-        x[ix] = oldval + h
-        pos = f(x).copy()
-        x[ix] = oldval - h
-        neg = f(x).copy()
-        x[ix] = oldval
-        grad[ix] = np.sum((pos - neg) * df) / (2 * h)
-        it.iternext()
-    return grad
+    return _centered_differences(x, h, lambda: f(x), reduce=lambda d: np.sum(d * df))
