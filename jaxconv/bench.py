@@ -4,13 +4,18 @@ Every case times one jitted forward+backward (the VJP of a fixed random
 cotangent, all arrays passed as arguments so nothing constant-folds) for:
 
 * ``custom``: the ``jaxconv`` op, i.e. its hand-derived ``custom_vjp`` rule;
-* ``autodiff``: ``jax.vjp`` of its ``jaxconv.reference`` twin;
+* ``autodiff``: ``jax.vjp`` of its ``jaxconv.reference`` twin (XLA's own op);
+* ``same_fwd``: for the im2col/naive convs and the pools, ``jax.vjp`` of the very
+  forward code the custom op runs (the hand rule removed): the fair measure of
+  what the hand-derived backward itself gains over autodiff;
 * ``torch``: PyTorch's CPU forward + ``backward`` of the same op, when installed.
 
 and one whole training step of ThreeLayerConvNet (forward, backward, adam update)
 on the custom ops, on the reference twins and in PyTorch.
 
-The variants run interleaved, one call each per round, so that a noisy shared
+The variants run interleaved, one call each per round, the order rotating
+from round to round (PyTorch's worker threads spin for a while after each op and
+would otherwise always slow the variant that follows it), so that a noisy shared
 machine slows them alike; the table reports medians and the ratios
 ``custom / autodiff`` and ``custom / torch`` (below 1 means custom is faster).
 It also lists the bytes of residuals each rule keeps between the passes: the
@@ -39,6 +44,21 @@ class Case:
     shapes: tuple               # shapes of the float arguments
     hyper: dict
     torch_fn: Callable | None   # (torch, *tensors) -> output
+
+
+def _same_forward(case: Case, args) -> Callable | None:
+    """The custom op's own forward as plain differentiable jnp (no custom rule)."""
+    from jaxconv import _conv, _pool
+
+    if case.op == "conv2d" and case.hyper.get("impl") in ("im2col", "naive"):
+        config = _conv.conv_config(*args, layout="NCHW", **case.hyper)[3]
+        return lambda *a: _conv._conv_primal(config, *a)
+    if case.op in ("max_pool2d", "avg_pool2d"):
+        config = _pool.pool_config(case.op, args[0], pool=case.hyper["pool"],
+                                   stride=case.hyper.get("stride"), layout="NCHW")[1]
+        primal = _pool._max_primal if case.op == "max_pool2d" else _pool._avg_primal
+        return lambda x: primal(config, x)
+    return None
 
 
 def _torch_conv(stride, pad):
@@ -91,9 +111,11 @@ def run_case(case: Case, repeats: int, torch=None) -> dict:
     twin = lambda *a: getattr(jc.reference, case.op)(*a, **case.hyper)       # noqa: E731
     g = jax.random.normal(keys[-1], jax.eval_shape(custom, *args).shape, jnp.float32)
     variants = {}
-    for name, op in (("custom", custom), ("autodiff", twin)):
-        fn = _vjp_fn(op)
-        variants[name] = lambda fn=fn: jax.block_until_ready(fn(args, g))
+    same_fwd = _same_forward(case, args)
+    for name, op in (("custom", custom), ("autodiff", twin), ("same_fwd", same_fwd)):
+        if op is not None:
+            fn = _vjp_fn(op)
+            variants[name] = lambda fn=fn: jax.block_until_ready(fn(args, g))
     if torch is not None and case.torch_fn is not None:
         t_args = [torch.tensor(np.asarray(a), requires_grad=True) for a in args]
         t_g = torch.tensor(np.asarray(g))
@@ -114,13 +136,14 @@ def _timed_row(name: str, variants: dict, repeats: int) -> dict:
     for fn in variants.values():   # compile and warm up
         fn()
     times = {variant: [] for variant in variants}
-    for _ in range(repeats):
-        for variant, fn in variants.items():
-            times[variant].append(_time_once(fn))
+    order = list(variants)
+    for round_ in range(repeats):
+        for variant in order[round_ % len(order):] + order[:round_ % len(order)]:
+            times[variant].append(_time_once(variants[variant]))
     row = {"case": name, **{f"{k}_ms": 1e3 * float(np.median(v)) for k, v in times.items()}}
-    row["custom/autodiff"] = row["custom_ms"] / row["autodiff_ms"]
-    if "torch_ms" in row:
-        row["custom/torch"] = row["custom_ms"] / row["torch_ms"]
+    for other in ("autodiff", "same_fwd", "torch"):
+        if f"{other}_ms" in row:
+            row[f"custom/{other}"] = row["custom_ms"] / row[f"{other}_ms"]
     return row
 
 
@@ -208,22 +231,23 @@ def benchmark(quick: bool = False, repeats: int | None = None) -> dict:
 
 
 def format_table(result: dict) -> str:
-    has_torch = any("torch_ms" in r for r in result["rows"])
-    head = ["case", "custom ms", "autodiff ms"] + (["torch ms"] if has_torch else []) + \
-           ["custom/autodiff"] + (["custom/torch"] if has_torch else []) + \
+    rows = result["rows"]
+    variants = [v for v in ("custom", "autodiff", "same_fwd", "torch")
+                if any(f"{v}_ms" in r for r in rows)]
+    ratios = [f"custom/{v}" for v in variants[1:]]
+    head = ["case"] + [f"{v} ms" for v in variants] + ratios + \
            ["residual KiB custom", "residual KiB autodiff"]
     lines = [f"device: {result['device']}; torch: {result['torch'] or 'not installed'}; "
              f"median of {result['repeats']} interleaved rounds",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in result["rows"]:
-        cells = [r["case"], f"{r['custom_ms']:.2f}", f"{r['autodiff_ms']:.2f}"]
-        if has_torch:
-            cells.append(f"{r['torch_ms']:.2f}")
-        cells.append(f"{r['custom/autodiff']:.2f}")
-        if has_torch:
-            cells.append(f"{r['custom/torch']:.2f}")
-        cells += [f"{r['residual_bytes_custom'] / 1024:.0f}",
-                  f"{r['residual_bytes_autodiff'] / 1024:.0f}"]
+
+    def cell(row, key, fmt):
+        return fmt.format(row[key]) if key in row else "-"
+    for r in rows:
+        cells = [r["case"]] + [cell(r, f"{v}_ms", "{:.2f}") for v in variants] + \
+                [cell(r, k, "{:.2f}") for k in ratios] + \
+                [f"{r['residual_bytes_custom'] / 1024:.0f}",
+                 f"{r['residual_bytes_autodiff'] / 1024:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

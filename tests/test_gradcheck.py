@@ -163,3 +163,15 @@ def test_docstring_example_runs_and_checks_something():
     assert wrong != code
     with pytest.raises(AssertionError, match="gradient of argument 'x'"):
         exec(compile(wrong, "gradcheck-docstring-wrong", "exec"), {})
+
+
+def test_compare_picks_a_usable_step_for_float32():
+    # In float32, h = 1e-5 drowns the differences in rounding (errors ~1); the
+    # dtype-aware default step keeps them a few percent at most.
+    x = jnp.asarray(randn(40, 2, 2, 6, 6), jnp.float32)
+    w = jnp.asarray(randn(41, 3, 2, 3, 3), jnp.float32)
+    default = compare("conv2d", x, w, None, stride=2, pad=1)
+    tiny_step = compare("conv2d", x, w, None, stride=2, pad=1, h=1e-5)
+    assert max(r["numerical"] for r in default.values()) < 5e-2, default
+    assert max(r["numerical"] for r in tiny_step.values()) > 0.1, tiny_step
+    assert max(r["autodiff"] for r in default.values()) < 1e-4, default
