@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxconv.compat import cs231n as c
+from _seed_oracles import naive_conv_backward, naive_conv_forward
 
 BAR = 1e-8   # the CS231n notebooks' bar for a float64 gradient check
 
@@ -97,34 +98,6 @@ def test_relu():
 
 # --- convolution: CS231n's naive loops as oracle ------------------------------------------
 
-def conv_loops(x, w, b, stride, pad):
-    N, C, H, W = x.shape
-    F, _, HH, WW = w.shape
-    Ho, Wo = 1 + (H + 2 * pad - HH) // stride, 1 + (W + 2 * pad - WW) // stride
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    out = np.zeros((N, F, Ho, Wo))
-    dmap = {}
-    for n in range(N):
-        for f in range(F):
-            for i in range(Ho):
-                for j in range(Wo):
-                    window = xp[n, :, i * stride:i * stride + HH, j * stride:j * stride + WW]
-                    out[n, f, i, j] = np.sum(window * w[f]) + b[f]
-                    dmap[n, f, i, j] = (slice(i * stride, i * stride + HH),
-                                        slice(j * stride, j * stride + WW))
-    return out, xp, dmap
-
-
-def conv_backward_loops(dout, x, w, stride, pad):
-    _, xp, dmap = conv_loops(x, w, np.zeros(w.shape[0]), stride, pad)
-    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
-    for (n, f, i, j), (rows, cols) in dmap.items():
-        dxp[n, :, rows, cols] += w[f] * dout[n, f, i, j]
-        dw[f] += xp[n, :, rows, cols] * dout[n, f, i, j]
-    H, W = x.shape[2:]
-    return dxp[:, :, pad:pad + H, pad:pad + W], dw, dout.sum(axis=(0, 2, 3))
-
-
 CONV_CASES = [((1, 2, 4, 4), (2, 2, 3, 3), 1, 1), ((1, 2, 5, 5), (2, 2, 3, 3), 2, 1),
               ((2, 1, 5, 4), (2, 1, 2, 2), 2, 0)]   # the last: W does not tile, floor
 
@@ -137,11 +110,12 @@ def test_conv(kind, x_shape, w_shape, stride, pad):
     x, w, b = randn(0, *x_shape), randn(1, *w_shape), randn(2, w_shape[0])
     conv_param = {"stride": stride, "pad": pad}
     out, cache = forward(x, w, b, conv_param)
-    np.testing.assert_allclose(out, conv_loops(x, w, b, stride, pad)[0], rtol=1e-12, atol=1e-13)
+    pairs = (stride, stride), (pad, pad)
+    np.testing.assert_allclose(out, naive_conv_forward(x, w, b, *pairs), rtol=1e-12, atol=1e-13)
     assert cache[0] is x and cache[1] is w and cache[2] is b and cache[3] is conv_param
     dout = randn(3, *out.shape)
     grads = backward(dout, cache)
-    for got, want in zip(grads, conv_backward_loops(dout, x, w, stride, pad)):
+    for got, want in zip(grads, naive_conv_backward(dout, x, w, *pairs)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
     dx, dw, db = grads
     assert c.rel_error(dx, numerical(lambda a: forward(a, w, b, conv_param)[0], x, dout)) < BAR

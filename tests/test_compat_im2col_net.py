@@ -8,6 +8,8 @@ from jaxconv.compat.cs231n import (col2im_indices, eval_numerical_gradient_array
                                    im2col_indices, rel_error)
 
 
+from _seed_oracles import (SEED_003_ONE_IMAGE, SEED_003_ONE_IMAGE_COLS, SEED_003_TWO_IMAGES,
+                           SEED_003_TWO_IMAGES_COLS)
 from _seed_oracles import col2im_indices as seed_col2im_indices
 from _seed_oracles import im2col_indices as seed_im2col_indices
 
@@ -36,39 +38,15 @@ def seed_conv_backward(dout, X, W, X_col, stride, padding):
 
 # --- seed 003's printed example ----------------------------------------------------------
 
-def test_seed_003_two_image_example():
+def test_seed_003_printed_examples():
     """Two 1x3x3 images, 2x2 field, pad 0, stride 1: a 4x8 matrix whose columns
-    interleave the images (column order (H', W', N))."""
-    x = np.array([[[[-0.34385368, 0.04359686, -0.62000084],
-                    [0.69803203, -0.44712856, 1.2245077],
-                    [0.40349164, 0.59357852, -1.09491185]]],
-                  [[[0.16938243, 0.74055645, -0.9537006],
-                    [-0.26621851, 0.03261455, -1.37311732],
-                    [0.31515939, 0.84616065, -0.85951594]]]])
-    printed = np.array(
-        [[-0.34385368, 0.16938243, 0.04359686, 0.74055645, 0.69803203, -0.26621851,
-          -0.44712856, 0.03261455],
-         [0.04359686, 0.74055645, -0.62000084, -0.9537006, -0.44712856, 0.03261455,
-          1.2245077, -1.37311732],
-         [0.69803203, -0.26621851, -0.44712856, 0.03261455, 0.40349164, 0.31515939,
-          0.59357852, 0.84616065],
-         [-0.44712856, 0.03261455, 1.2245077, -1.37311732, 0.59357852, 0.84616065,
-          -1.09491185, -0.85951594]])
-    cols = im2col_indices(x, 2, 2, 0, 1)
+    interleave the images (column order (H', W', N)); then one image."""
+    cols = im2col_indices(SEED_003_TWO_IMAGES, 2, 2, 0, 1)
     assert cols.shape == (4, 8) and cols.dtype == np.float64
-    np.testing.assert_array_equal(cols, printed)     # a pure rearrangement: exact
-    np.testing.assert_array_equal(cols, seed_im2col_indices(x, 2, 2, 0, 1))
-
-
-def test_seed_003_one_image_example():
-    x = np.array([[[[0.35054598, -1.31228341, -0.03869551],
-                    [-1.61577235, 1.12141771, 0.40890054],
-                    [-0.02461696, -0.77516162, 1.27375593]]]])
-    printed = np.array([[0.35054598, -1.31228341, -1.61577235, 1.12141771],
-                        [-1.31228341, -0.03869551, 1.12141771, 0.40890054],
-                        [-1.61577235, 1.12141771, -0.02461696, -0.77516162],
-                        [1.12141771, 0.40890054, -0.77516162, 1.27375593]])
-    np.testing.assert_array_equal(im2col_indices(x, 2, 2, 0, 1), printed)
+    np.testing.assert_array_equal(cols, SEED_003_TWO_IMAGES_COLS)   # a rearrangement: exact
+    np.testing.assert_array_equal(cols, seed_im2col_indices(SEED_003_TWO_IMAGES, 2, 2, 0, 1))
+    np.testing.assert_array_equal(im2col_indices(SEED_003_ONE_IMAGE, 2, 2, 0, 1),
+                                  SEED_003_ONE_IMAGE_COLS)
 
 
 IM2COL_CASES = [  # x shape, field_height, field_width, padding, stride

@@ -9,6 +9,7 @@ from jax.flatten_util import ravel_pytree
 
 import jaxconv as jc
 from jaxconv.gradcheck import numerical_vjp, rel_error
+from _seed_oracles import naive_conv_backward, naive_conv_forward
 from _util import forward_and_vjp, randn, to_hwio, to_nhwc
 
 IMPLS = ("xla", "im2col", "naive")
@@ -148,42 +149,6 @@ def test_hand_worked_integer_example():
             np.testing.assert_array_equal(dx, ex_dx)
             np.testing.assert_array_equal(dw, ex_dw)
             np.testing.assert_array_equal(db, [4.0])
-
-
-def naive_conv_forward(x, w, b, stride, pad):
-    """CS231n's conv_forward_naive, loops written out (stride/pad as pairs)."""
-    (sh, sw), (ph, pw) = stride, pad
-    n, c, h, wd = x.shape
-    f, _, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
-    out = np.zeros((n, f, ho, wo))
-    for i in range(n):
-        for k in range(f):
-            for y in range(ho):
-                for xx in range(wo):
-                    window = xp[i, :, y * sh:y * sh + kh, xx * sw:xx * sw + kw]
-                    out[i, k, y, xx] = np.sum(window * w[k]) + b[k]
-    return out
-
-
-def naive_conv_backward(dout, x, w, stride, pad):
-    """CS231n's conv_backward_naive, loops written out."""
-    (sh, sw), (ph, pw) = stride, pad
-    n, c, h, wd = x.shape
-    f, _, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
-    _, _, ho, wo = dout.shape
-    for i in range(n):
-        for k in range(f):
-            for y in range(ho):
-                for xx in range(wo):
-                    rows, cols = slice(y * sh, y * sh + kh), slice(xx * sw, xx * sw + kw)
-                    dw[k] += dout[i, k, y, xx] * xp[i, :, rows, cols]
-                    dxp[i, :, rows, cols] += dout[i, k, y, xx] * w[k]
-    db = dout.sum(axis=(0, 2, 3))
-    return dxp[:, :, ph:ph + h, pw:pw + wd], dw, db
 
 
 def test_integer_example_matches_numpy_loops():

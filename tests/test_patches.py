@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import jaxconv as jc
-from _seed_oracles import col2im_indices, im2col_indices
+from _seed_oracles import (SEED_003_ONE_IMAGE, SEED_003_ONE_IMAGE_COLS, SEED_003_TWO_IMAGES,
+                           SEED_003_TWO_IMAGES_COLS, col2im_indices, im2col_indices)
 from _util import randn
 
 # (x shape, kh, kw, stride, pad): square and non-square windows, strides that
@@ -42,32 +43,9 @@ def test_im2col_col2im_match_seed_and_are_adjoint(shape, kh, kw, stride, pad):
 
 def test_seed_003_example():
     """Seed 003, In [4]-[6] and [8]-[9]: the printed matrices, digit for digit."""
-    x = np.array([[[[-0.34385368, 0.04359686, -0.62000084],
-                    [0.69803203, -0.44712856, 1.2245077],
-                    [0.40349164, 0.59357852, -1.09491185]]],
-                  [[[0.16938243, 0.74055645, -0.9537006],
-                    [-0.26621851, 0.03261455, -1.37311732],
-                    [0.31515939, 0.84616065, -0.85951594]]]])
-    expected = np.array(
-        [[-0.34385368, 0.16938243, 0.04359686, 0.74055645, 0.69803203,
-          -0.26621851, -0.44712856, 0.03261455],
-         [0.04359686, 0.74055645, -0.62000084, -0.9537006, -0.44712856,
-          0.03261455, 1.2245077, -1.37311732],
-         [0.69803203, -0.26621851, -0.44712856, 0.03261455, 0.40349164,
-          0.31515939, 0.59357852, 0.84616065],
-         [-0.44712856, 0.03261455, 1.2245077, -1.37311732, 0.59357852,
-          0.84616065, -1.09491185, -0.85951594]])
-    # two 1x3x3 images, 2x2 field, pad 0, stride 1: 4 rows (KH*KW), 8 columns
-    # = 4 windows x 2 images, interleaving the images (column order (Ho, Wo, N)).
-    np.testing.assert_array_equal(jc.im2col(x, 2, 2, stride=1, pad=0), expected)
-    single = np.array([[[[0.35054598, -1.31228341, -0.03869551],
-                         [-1.61577235, 1.12141771, 0.40890054],
-                         [-0.02461696, -0.77516162, 1.27375593]]]])
-    np.testing.assert_array_equal(jc.im2col(single, 2, 2), np.array(
-        [[0.35054598, -1.31228341, -1.61577235, 1.12141771],
-         [-1.31228341, -0.03869551, 1.12141771, 0.40890054],
-         [-1.61577235, 1.12141771, -0.02461696, -0.77516162],
-         [1.12141771, 0.40890054, -0.77516162, 1.27375593]]))
+    np.testing.assert_array_equal(jc.im2col(SEED_003_TWO_IMAGES, 2, 2, stride=1, pad=0),
+                                  SEED_003_TWO_IMAGES_COLS)
+    np.testing.assert_array_equal(jc.im2col(SEED_003_ONE_IMAGE, 2, 2), SEED_003_ONE_IMAGE_COLS)
 
 
 def test_overlapping_patches_add_up():
