@@ -92,12 +92,13 @@ def relu_input(x, *, op="relu"):
 
 
 def _relu_primal(c: DenseConfig, x):
-    return jnp.where(x > 0, x, jnp.zeros((), x.dtype))
+    # maximum, not where(x > 0, x, 0): a NaN must come out as NaN, or a diverged
+    # layer would hide behind the ReLU and the loss would stay finite.
+    return jnp.maximum(x, jnp.zeros((), x.dtype))
 
 
 def _relu_fwd(c: DenseConfig, x):
-    positive = x > 0
-    return jnp.where(positive, x, jnp.zeros((), x.dtype)), positive
+    return _relu_primal(c, x), x > 0
 
 
 def _relu_bwd(c: DenseConfig, positive, g):
@@ -114,7 +115,7 @@ def relu(x):
       x: any shape, floating.
 
     Returns:
-      Same shape and dtype as x.
+      Same shape and dtype as x; NaN stays NaN (as in ``jax.nn.relu`` and PyTorch).
 
     Backward: ``dx = g * [x > 0]``; the derivative at ``x == 0`` is taken as 0
     (as ``jax.nn.relu`` and PyTorch do).

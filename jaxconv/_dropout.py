@@ -57,8 +57,14 @@ def _mask(c: DropoutConfig, key, shape):
     return keep_mask(key, c.keep_prob, shape)
 
 
+def _masked(c: DropoutConfig, key, v):
+    """``v * mask / keep_prob``; a product, not ``where(mask, v, 0)``, so that a
+    dropped NaN stays NaN (as in PyTorch) and a diverged layer cannot hide."""
+    return v * _mask(c, key, v.shape).astype(v.dtype) / c.keep_prob
+
+
 def _dropout_primal(c: DropoutConfig, x, key):
-    return jnp.where(_mask(c, key, x.shape), x / c.keep_prob, jnp.zeros((), x.dtype))
+    return _masked(c, key, x)
 
 
 def _dropout_fwd(c: DropoutConfig, x, key):
@@ -67,7 +73,7 @@ def _dropout_fwd(c: DropoutConfig, x, key):
 
 def _dropout_bwd(c: DropoutConfig, key, g):
     # The mask is redrawn from the key: 8 bytes kept instead of one per element.
-    return jnp.where(_mask(c, key, g.shape), g / c.keep_prob, jnp.zeros((), g.dtype)), None
+    return _masked(c, key, g), None
 
 
 _dropout = custom_vjp_op(_dropout_primal, _dropout_fwd, _dropout_bwd)

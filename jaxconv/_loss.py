@@ -124,7 +124,9 @@ def _svm_fwd(c: LossConfig, scores, y):
     correct = jnp.take_along_axis(s, y[:, None], axis=1, mode="clip")
     is_label = jnp.arange(s.shape[1]) == y[:, None]
     margins = s - correct + c.margin
-    active = (margins > 0) & ~is_label                 # the hinge's kink counts as flat
+    # The hinge's kink counts as flat; ~(m <= 0), not m > 0, keeps a NaN score
+    # in the sum, so the loss is NaN (as NumPy's maximum gives) rather than a finite 0.
+    active = ~(margins <= 0) & ~is_label
     valid = nan_unless_valid(y, s.shape[1], acc)
     loss = jnp.where(active, margins, 0).sum() / s.shape[0] * valid
     return loss.astype(scores.dtype), (active, y, valid)

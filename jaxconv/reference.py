@@ -146,6 +146,6 @@ def svm_loss(scores, y, *, margin=1.0):
     correct = s[jnp.arange(n), y]
     margins = s - correct[:, None] + c.margin
     margins = jnp.where(jnp.arange(classes)[None, :] == y[:, None], 0, margins)
-    hinge = jnp.where(margins > 0, margins, 0)
+    hinge = jnp.where(~(margins <= 0), margins, 0)      # NaN stays in, kink is flat
     valid = nan_unless_valid(y, classes, acc)
     return (jnp.sum(hinge) / n * valid).astype(scores.dtype)

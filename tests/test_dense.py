@@ -49,6 +49,16 @@ def test_relu_gradient_is_zero_at_zero():
                                   [0, 0, 1, 0, 0])
 
 
+def test_relu_propagates_nan_like_pytorch(torch):
+    # A NaN must not be turned into 0: a diverged layer would hide behind the ReLU.
+    x = np.array([np.nan, -np.inf, -1.0, 0.0, 2.0, np.inf])
+    expected = torch.relu(torch.tensor(x)).numpy()        # [nan, 0, 0, 0, 2, inf]
+    np.testing.assert_array_equal(jc.relu(x), expected)
+    np.testing.assert_array_equal(jc.reference.relu(x), expected)
+    grad = jax.grad(lambda x: jc.relu(x).sum())(jnp.asarray(x))
+    np.testing.assert_array_equal(grad, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64, jnp.bfloat16, jnp.float16])
 def test_gradient_dtypes_follow_inputs(dtype):
     x, w, b = (jnp.asarray(randn(i, *s), dtype) for i, s in enumerate([(2, 3), (3, 4), (4,)]))

@@ -80,3 +80,12 @@ def test_residual_is_the_key_not_a_float_mask(capsys):
         lambda x: jc.dropout(x, key, keep_prob=0.5).sum(), jnp.ones((8, 8)))
     saved = capsys.readouterr().out.strip().splitlines()
     assert len(saved) == 1 and saved[0].startswith("key<fry>[]"), saved
+
+
+def test_dropped_nan_stays_nan_like_pytorch(torch):
+    # Dropping must not launder a NaN into 0 (PyTorch multiplies by the mask too).
+    x = np.full((4, 50), np.nan)
+    out = np.asarray(jc.dropout(x, jax.random.key(2), keep_prob=0.5))
+    assert np.isnan(out).all()
+    np.testing.assert_array_equal(out, jc.reference.dropout(x, jax.random.key(2), keep_prob=0.5))
+    assert torch.isnan(torch.nn.functional.dropout(torch.tensor(x), 0.5)).all()

@@ -103,3 +103,12 @@ def test_labels_out_of_range_under_jit_give_nan(name):
 def test_labels_get_no_gradient():
     _, dy = jax.grad(jc.softmax_loss, (0, 1), allow_int=True)(randn(0, 2, 3), np.array([0, 2]))
     assert dy.dtype == jax.dtypes.float0
+
+
+@pytest.mark.parametrize("name", ["softmax_loss", "svm_loss"])
+def test_nan_scores_give_a_nan_loss(name):
+    # CS231n's NumPy gives NaN; a finite loss here would hide a diverged network.
+    for bad in ([[1.0, np.nan, 0.0], [0.0, 1.0, 2.0]], [[np.nan, 1.0, 0.0], [0.0, 1.0, 2.0]]):
+        scores, y = jnp.asarray(bad), jnp.array([0, 2])
+        assert np.isnan(getattr(jc, name)(scores, y))
+        assert np.isnan(getattr(jc.reference, name)(scores, y))
