@@ -2,7 +2,6 @@
 trace time (under jit too), naming the op, the argument and the shapes; the
 autodiff twins validate identically."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
