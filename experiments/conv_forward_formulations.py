@@ -60,7 +60,7 @@ def main(repeats=15):
             start = time.perf_counter()
             variants[k]()
             times[k].append(time.perf_counter() - start)
-    lines = [f"device: {device_description()}; forward only, median of {repeats} rounds",
+    lines = [f"device: {device_description()}; forward only, median of {repeats} rounds", "",
              "| formulation | ms |", "|---|---|"]
     lines += [f"| {k} | {1e3 * np.median(v):.1f} |" for k, v in times.items()]
     table = "\n".join(lines)

@@ -238,7 +238,7 @@ def format_table(result: dict) -> str:
     head = ["case"] + [f"{v} ms" for v in variants] + ratios + \
            ["residual KiB custom", "residual KiB autodiff"]
     lines = [f"device: {result['device']}; torch: {result['torch'] or 'not installed'}; "
-             f"median of {result['repeats']} interleaved rounds",
+             f"median of {result['repeats']} interleaved rounds", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def cell(row, key, fmt):
