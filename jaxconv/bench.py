@@ -183,7 +183,7 @@ def run_train_step(quick: bool, repeats: int, torch=None) -> dict:
         nn = torch.nn
         net = nn.Sequential(nn.Conv2d(c, f, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2),
                             nn.Flatten(), nn.Linear(f * (hw // 2) ** 2, hidden), nn.ReLU(),
-                            nn.Linear(hidden, 10))
+                            nn.Linear(hidden, 10)).to(torch.float32)
         t_opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         t_X, t_y = torch.tensor(np.asarray(X)), torch.tensor(np.asarray(y), dtype=torch.long)
 
