@@ -79,15 +79,26 @@ def out_size(op: str, what: str, size: tuple[int, int], window: tuple[int, int],
     return tuple(out)
 
 
+def integer(op: str, name: str, value, *, minimum: int) -> int:
+    """A plain Python (or NumPy) int hyperparameter, ``>= minimum``."""
+    if not _is_int(value):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def real(op: str, name: str, value, *, low: float, high: float | None = None,
-         low_open: bool = False) -> float:
-    """A plain Python real hyperparameter in ``[low, high]`` (``(low, ...`` if ``low_open``)."""
+         low_open: bool = False, high_open: bool = False) -> float:
+    """A plain Python real hyperparameter in ``[low, high]``; ``low_open`` and
+    ``high_open`` exclude the ends."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{op}: {name} must be a Python float, got {value!r}")
     value = float(value)
     above = value > low if low_open else value >= low
-    below = True if high is None else value <= high
+    below = high is None or (value < high if high_open else value <= high)
     if not (above and below):   # also rejects nan
-        interval = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else f'{high}]'}"
-        raise ValueError(f"{op}: {name} must be in {interval}, got {value!r}")
+        upper = "inf)" if high is None else f"{high}{')' if high_open else ']'}"
+        raise ValueError(f"{op}: {name} must be in {'(' if low_open else '['}{low}, {upper}, "
+                         f"got {value!r}")
     return value

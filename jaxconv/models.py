@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxconv import _checks
+from jaxconv._conv import IMPLS
 
 __all__ = ["FullyConnectedNet", "ThreeLayerConvNet"]
 
@@ -126,16 +128,13 @@ class FullyConnectedNet(_Classifier):
             raise TypeError(f"{name}: hidden_dims must be a sequence of ints, "
                             f"got {self.hidden_dims!r}")
         object.__setattr__(self, "hidden_dims", tuple(
-            _positive_int(name, f"hidden_dims[{i}]", d) for i, d in enumerate(self.hidden_dims)))
-        _positive_int(name, "input_dim", self.input_dim)
-        _positive_int(name, "num_classes", self.num_classes)
-        ratio = self.dropout_keep_ratio
-        _real(name, "dropout_keep_ratio", ratio)
-        if not 0 < ratio <= 1:
-            raise ValueError(f"{name}: dropout_keep_ratio must be in (0, 1], got {ratio!r}")
-        if self.normalization not in (None, "batchnorm", "layernorm"):
-            raise ValueError(f"{name}: normalization must be None, 'batchnorm' or 'layernorm', "
-                             f"got {self.normalization!r}")
+            _checks.integer(name, f"hidden_dims[{i}]", d, minimum=1)
+            for i, d in enumerate(self.hidden_dims)))
+        _checks.integer(name, "input_dim", self.input_dim, minimum=1)
+        _checks.integer(name, "num_classes", self.num_classes, minimum=1)
+        _checks.real(name, "dropout_keep_ratio", self.dropout_keep_ratio, low=0.0, high=1.0,
+                     low_open=True)
+        _checks.choice(name, "normalization", self.normalization, (None, "batchnorm", "layernorm"))
         _common(self, name)
 
     @property
@@ -229,21 +228,20 @@ class ThreeLayerConvNet(_Classifier):
         dims = self.input_dim
         if not isinstance(dims, (tuple, list)) or len(dims) != 3:
             raise TypeError(f"{name}: input_dim must be a (C, H, W) tuple, got {dims!r}")
-        dims = tuple(_positive_int(name, f"input_dim[{i}]", d) for i, d in enumerate(dims))
+        dims = tuple(_checks.integer(name, f"input_dim[{i}]", d, minimum=1)
+                     for i, d in enumerate(dims))
         if min(dims[1:]) < 2:
             raise ValueError(f"{name}: input_dim {dims} is too small for the 2x2 pool "
                              f"(H and W must be >= 2)")
         object.__setattr__(self, "input_dim", dims)
-        _positive_int(name, "num_filters", self.num_filters)
-        if _positive_int(name, "filter_size", self.filter_size) % 2 == 0:
+        _checks.integer(name, "num_filters", self.num_filters, minimum=1)
+        if _checks.integer(name, "filter_size", self.filter_size, minimum=1) % 2 == 0:
             raise ValueError(f"{name}: filter_size must be odd so that padding "
                              f"(filter_size - 1) // 2 keeps the spatial size, "
                              f"got {self.filter_size}")
-        _positive_int(name, "hidden_dim", self.hidden_dim)
-        _positive_int(name, "num_classes", self.num_classes)
-        if self.conv_impl not in ("xla", "im2col", "naive"):
-            raise ValueError(f"{name}: conv_impl must be 'xla', 'im2col' or 'naive', "
-                             f"got {self.conv_impl!r}")
+        _checks.integer(name, "hidden_dim", self.hidden_dim, minimum=1)
+        _checks.integer(name, "num_classes", self.num_classes, minimum=1)
+        _checks.choice(name, "conv_impl", self.conv_impl, IMPLS)
         _common(self, name)
 
     def init(self, key) -> tuple[Params, Params]:
@@ -276,27 +274,10 @@ class ThreeLayerConvNet(_Classifier):
         return ops.affine(h, params["W3"], params["b3"]), dict(state)
 
 
-def _positive_int(model: str, name: str, value) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{model}: {name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{model}: {name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _real(model: str, name: str, value) -> None:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{model}: {name} must be a Python number, got {value!r}")
-
-
 def _common(model, name: str) -> None:
     """reg, weight_scale and dtype, shared by both models; dtype becomes a np.dtype."""
-    _real(name, "reg", model.reg)
-    if not model.reg >= 0:
-        raise ValueError(f"{name}: reg must be >= 0, got {model.reg!r}")
-    _real(name, "weight_scale", model.weight_scale)
-    if not model.weight_scale > 0:
-        raise ValueError(f"{name}: weight_scale must be > 0, got {model.weight_scale!r}")
+    _checks.real(name, "reg", model.reg, low=0.0)
+    _checks.real(name, "weight_scale", model.weight_scale, low=0.0, low_open=True)
     try:
         dtype = np.dtype(model.dtype)
     except TypeError:

@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import optax
 from optax import GradientTransformation
 
+from jaxconv import _checks
+
 __all__ = ["ScaleByLearningRateState", "adam", "rmsprop", "scale_by_learning_rate",
            "sgd", "sgd_momentum"]
 
@@ -160,15 +162,10 @@ def adam(learning_rate: optax.ScalarOrSchedule, beta1: float = 0.9, beta2: float
 
 
 def _check_rate(name: str, value, *, allow_zero: bool = False) -> None:
-    if callable(value):
-        return
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
-            value > 0 or (allow_zero and value == 0)):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"optim: {name} must be a number {bound} or an optax schedule, "
-                         f"got {value!r}")
+    """A positive (or, with ``allow_zero``, non-negative) number, or a schedule."""
+    if not callable(value):
+        _checks.real("optim", name, value, low=0.0, low_open=not allow_zero)
 
 
 def _check_unit(op: str, name: str, value) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-        raise ValueError(f"{op}: {name} must be in [0, 1), got {value!r}")
+    _checks.real(op, name, value, low=0.0, high=1.0, high_open=True)

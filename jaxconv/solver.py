@@ -64,7 +64,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxconv import optim
+from jaxconv import _checks, optim
 
 __all__ = ["NonFiniteLossError", "Solver"]
 
@@ -477,9 +477,7 @@ def _is_complete(directory: str, step: int) -> bool:
 
 
 def _int(name: str, value, minimum: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"Solver: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+    return _checks.integer("Solver", name, value, minimum=minimum)
 
 
 def _check_data(data, dtype):

@@ -12,12 +12,9 @@ import pytest
 
 from jaxconv.compat import cs231n as c
 from _seed_oracles import naive_conv_backward, naive_conv_forward
+from _util import randn
 
 BAR = 1e-8   # the CS231n notebooks' bar for a float64 gradient check
-
-
-def randn(seed, *shape):
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 def numerical(f, x, dout):

@@ -185,7 +185,6 @@ def test_float32_params_get_float32_updates():
 
 @pytest.mark.parametrize("make", [
     lambda: optim.sgd(-1.0),
-    lambda: optim.sgd("fast"),
     lambda: optim.sgd_momentum(0.1, momentum=1.0),
     lambda: optim.rmsprop(0.1, decay_rate=-0.1),
     lambda: optim.rmsprop(0.1, epsilon=-1e-8),
@@ -195,3 +194,8 @@ def test_float32_params_get_float32_updates():
 def test_bad_hyperparameters(make):
     with pytest.raises(ValueError, match="must be"):
         make()
+
+
+def test_a_learning_rate_of_the_wrong_kind_is_a_type_error():
+    with pytest.raises(TypeError, match="learning_rate must be a Python float"):
+        optim.sgd("fast")
