@@ -21,6 +21,13 @@ def numerical(f, x, dout):
     return c.eval_numerical_gradient_array(f, x, dout)
 
 
+def assert_own_copies(held, given):
+    """A cache holds CS231n's contents as read-only copies of its own (issue 10, finding 9)."""
+    for h, g in zip(held, given, strict=True):
+        np.testing.assert_array_equal(h, g)
+        assert not np.shares_memory(h, g) and not h.flags.writeable
+
+
 # --- the gradient-check helpers themselves, on functions with known derivatives ----------
 
 def test_rel_error_is_cs231ns_measure():
@@ -70,7 +77,7 @@ def test_affine():
     x, w, b = randn(0, 2, 2, 3), randn(1, 6, 4), randn(2, 4)
     out, cache = c.affine_forward(x, w, b)
     np.testing.assert_allclose(out, x.reshape(2, 6) @ w + b, rtol=1e-13)
-    assert cache[0] is x and cache[1] is w and cache[2] is b
+    assert_own_copies(cache, (x, w, b))
     dout = randn(3, 2, 4)
     dx, dw, db = c.affine_backward(dout, cache)
     np.testing.assert_allclose(dx, (dout @ w.T).reshape(x.shape), rtol=1e-13)
@@ -109,7 +116,8 @@ def test_conv(kind, x_shape, w_shape, stride, pad):
     out, cache = forward(x, w, b, conv_param)
     pairs = (stride, stride), (pad, pad)
     np.testing.assert_allclose(out, naive_conv_forward(x, w, b, *pairs), rtol=1e-12, atol=1e-13)
-    assert cache[0] is x and cache[1] is w and cache[2] is b and cache[3] is conv_param
+    assert_own_copies(cache[:3], (x, w, b))
+    assert cache[3] is conv_param
     dout = randn(3, *out.shape)
     grads = backward(dout, cache)
     for got, want in zip(grads, naive_conv_backward(dout, x, w, *pairs)):
@@ -158,7 +166,8 @@ def test_max_pool(kind, ph, pw, stride):
     out, cache = forward(x, pool_param)
     want, where = pool_loops(x, ph, pw, stride)
     np.testing.assert_array_equal(out, want)
-    assert cache[0] is x and cache[1] is pool_param
+    assert_own_copies(cache[:1], (x,))
+    assert cache[1] is pool_param
     dout = randn(1, *out.shape)
     dx = backward(dout, cache)
     dx_want = np.zeros_like(x)
@@ -436,9 +445,9 @@ def test_update_rule_defaults_without_config():
     next_w, config = c.adam(w, dw)
     assert config["learning_rate"] == 1e-3 and config["t"] == 1
     np.testing.assert_allclose(next_w, w - 1e-3 * np.sign(dw), rtol=1e-6)  # first Adam step
-    next_w, config = c.sgd(w, dw)
-    np.testing.assert_allclose(next_w, w - 1e-2 * dw, rtol=1e-15)
-    np.testing.assert_array_equal(w, randn(0, 2, 2))              # w itself is not modified
+    next_w, config = c.sgd(w, dw)                                 # in place, as CS231n's
+    assert next_w is w                                            # `w -= lr * dw`
+    np.testing.assert_allclose(w, randn(0, 2, 2) - 1e-2 * dw, rtol=1e-15)
 
 
 # --- dtypes and the global configuration ---------------------------------------------------

@@ -1,32 +1,40 @@
 """NumPy in, NumPy out: how every compat function calls a jaxconv op, written once.
 
 A compat function hands an :class:`Op` (a module-level function plus its static
-hyperparameters, hashable so that one jit-compiled executable serves every call
-with the same shapes) and NumPy arrays to :func:`forward` or :func:`pullback`:
+hyperparameters, hashable) and NumPy arrays to one of:
 
-* :func:`forward` runs the op and returns NumPy arrays;
-* :func:`pullback` runs ``jax.vjp`` of the op on the cached inputs and pulls the
-  upstream gradient back: this is what invokes the op's hand-derived
-  ``custom_vjp`` rule (no second implementation of any backward).
+* :func:`forward`: run the op, return NumPy arrays (losses, im2col, update rules);
+* :func:`forward_saving`: run the op AND ``jax.vjp`` of it in one jit-compiled call;
+  return the outputs and a :class:`Saved` pullback whose leaves are the op's own
+  custom_vjp residuals (immutable device buffers: what CS231n's caches keep, as
+  derived values that mutating the caller's arrays cannot change);
+* :func:`backward`: apply a :class:`Saved` pullback to the upstream gradient, in one
+  jit-compiled call: this runs the op's hand-derived backward rule and nothing else;
+* :func:`pullback`: ``jax.vjp`` of the op at given arrays (for caches built by hand).
+
+The fast path for small calls. One ``jax.jit`` per Op, kept in a dict, so a call is a
+dict lookup plus JAX's C++ dispatch (which keys its executables by shape and dtype):
+no static-argument hashing inside jit, no retracing, no re-validation (the op
+validated while tracing, once per shape). What bounds a call is that dispatch:
+~12 us for device arguments plus ~2-3 us per NumPy argument copied in, and ~1-2 us per
+output copied out (the seeds' callers update results in place: they must be
+writable NumPy arrays of their own).
 
 Precision: when an input is float64, the call runs inside ``jax.enable_x64(True)``,
-a thread-local context manager of JAX's configuration. The user's global
-``jax_enable_x64`` setting is untouched, and code outside the call (or in other
-threads) sees no difference; jit caches are keyed on the flag, so a float64 call
-never reuses a float32 executable. float32/float16 calls run under the
-configuration the user already has.
-
-Results are returned as writable NumPy copies (the seeds' callers update arrays
-in place, e.g. ``w -= lr * dw``), in the common dtype of the inputs.
+JAX's thread-local configuration context (about 1 us). The user's global
+``jax_enable_x64`` is untouched; jit caches are keyed on the flag, so a float64 call
+never reuses a float32 executable. float32/float16 calls run under the user's own
+configuration.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Callable, NamedTuple
 
 import jax
 import numpy as np
+
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 class Op(NamedTuple):
@@ -60,56 +68,164 @@ def floating(*arrays):
     return tuple(None if a is None else np.asarray(a, dtype) for a in arrays)
 
 
-def labels(y):
-    """Integer labels as int32 (no x64 needed); other kinds go on to the op's check."""
-    y = np.asarray(y)
-    return y.astype(np.int32) if np.issubdtype(y.dtype, np.integer) else y
-
-
 def precision(*arrays):
-    """``jax.enable_x64(True)`` when an input is 64-bit floating, else no change."""
-    wide = any(a is not None and np.asarray(a).dtype == np.float64 for a in arrays)
-    return jax.enable_x64(True) if wide else contextlib.nullcontext()
+    """``jax.enable_x64(True)`` when an input is 64-bit, else no change."""
+    for a in arrays:
+        if getattr(a, "dtype", None) in _WIDE:
+            return jax.enable_x64(True)
+    return _NO_CONTEXT
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _apply(f: Op, *arrays):
-    return f(*arrays)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _pull(f: Op, wrt: tuple, cotangent, *arrays):
-    def of_wrt(*diff):
-        full = list(arrays)
-        for i, d in zip(wrt, diff):
-            full[i] = d
-        return f(*full)
-
-    out, vjp = jax.vjp(of_wrt, *(arrays[i] for i in wrt))
-    if cotangent.shape != out.shape:  # checked while tracing: a clear error, not a broadcast
-        name = getattr(f.fn, "__name__", "backward").lstrip("_")
-        raise ValueError(f"{name} backward: the upstream gradient must have the output's "
-                         f"shape {tuple(out.shape)}, got dout.shape={tuple(cotangent.shape)}")
-    return vjp(cotangent)
+_WIDE = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint64))
 
 
 def _to_numpy(tree):
-    return jax.tree.map(lambda a: np.array(a), tree)
+    return jax.tree.map(np.array, tree)     # writable copies of their own
+
+
+# --- forward only --------------------------------------------------------------------
+
+_FORWARD: dict = {}
+
+
+def _forward_jit(f: Op):
+    jitted = _FORWARD.get(f)
+    if jitted is None:
+        jitted = _FORWARD[f] = jax.jit(lambda *arrays: f(*arrays))
+    return jitted
 
 
 def forward(f: Op, *arrays):
     """``f(*arrays)`` jit-compiled; the outputs as NumPy arrays."""
     with precision(*arrays):
-        return _to_numpy(_apply(f, *arrays))
+        return _to_numpy(_forward_jit(f)(*arrays))
 
+
+# --- forward that keeps the op's residuals; backward that applies them --------------------
+
+class Saved(NamedTuple):
+    """What a backward needs: the op's pullback (its custom_vjp residuals, as device
+    buffers of their own), the output's shape and dtype, and the op's name."""
+    pullback: object
+    shape: tuple
+    dtype: np.dtype
+    name: str
+
+
+_SAVING: dict = {}
+
+
+def _name(f: Op) -> str:
+    return getattr(f.fn, "__name__", "op").lstrip("_")
+
+
+def _saving_jit(f: Op, wrt: tuple, has_aux: bool):
+    key = (f, wrt, has_aux)
+    jitted = _SAVING.get(key)
+    if jitted is None:
+        def run(*arrays):
+            def of_wrt(*diff):
+                full = list(arrays)
+                for i, d in zip(wrt, diff):
+                    full[i] = d
+                return f(*full)
+            return jax.vjp(of_wrt, *(arrays[i] for i in wrt), has_aux=has_aux)
+        jitted = _SAVING[key] = jax.jit(run)
+    return jitted
+
+
+def forward_saving(f: Op, arrays: tuple, wrt: tuple, has_aux: bool = False):
+    """``(out, saved)`` or, with ``has_aux`` (f returns ``(out, aux)``), ``(out, aux, saved)``.
+
+    One jit-compiled call runs the op's forward and keeps its residuals; ``out`` and
+    ``aux`` come back as NumPy arrays.
+    """
+    with precision(*arrays):
+        result = _saving_jit(f, wrt, has_aux)(*arrays)
+    out = np.array(result[0])
+    saved = Saved(result[1], out.shape, out.dtype, _name(f))
+    if has_aux:
+        return out, _to_numpy(result[2]), saved
+    return out, saved
+
+
+@jax.jit
+def _apply(pullback, cotangent):
+    return pullback(cotangent)
+
+
+def backward(saved: Saved, dout):
+    """The op's gradients for the upstream gradient ``dout`` (cast to the output's
+    dtype, as the seeds' ``dout`` arrays are often float64 next to float32 layers)."""
+    dout = np.asarray(dout)
+    if dout.shape != saved.shape:
+        raise ValueError(f"{saved.name} backward: the upstream gradient must have the output's "
+                         f"shape {saved.shape}, got dout.shape={dout.shape}")
+    if dout.dtype != saved.dtype:
+        dout = dout.astype(saved.dtype)
+    with precision(dout):
+        return _to_numpy(_apply(saved.pullback, dout))
+
+
+class Cache(tuple):
+    """A tuple with CS231n's cache contents (read-only NumPy views of the call's own
+    device copies) that also carries the :class:`Saved` pullback."""
+
+    saved: Saved
+
+    def __new__(cls, contents, saved):
+        self = super().__new__(cls, contents)
+        self.saved = saved
+        return self
+
+
+class SavedArray(np.ndarray):
+    """A read-only array (CS231n's cache is x itself for relu) carrying a :class:`Saved`."""
+
+    saved = None
+
+    @classmethod
+    def of(cls, values, saved):
+        view = values.view(cls)
+        view.saved = saved
+        return view
+
+
+def frozen(a):
+    """A read-only NumPy array of the values of ``a`` that no later write to ``a`` reaches."""
+    if a is None:
+        return None
+    a = np.array(a)
+    a.flags.writeable = False
+    return a
+
+
+def layer(f: Op, arrays: tuple, extra: tuple = (), wrt=None):
+    """``(out, cache)`` of op ``f`` at ``arrays``: CS231n's cache contents (the arrays,
+    frozen, then ``extra``) carrying the op's residuals."""
+    wrt = tuple(range(len(arrays))) if wrt is None else wrt
+    out, saved = forward_saving(f, arrays, wrt)
+    contents = tuple(frozen(a) for a in arrays) + tuple(extra)
+    return out, Cache(contents, saved)
+
+
+def gradients(dout, cache, f=None, wrt=None, count=None):
+    """The backward of :func:`layer`: the op's rule on its residuals. A cache made by
+    hand (a plain tuple) is differentiated afresh with ``f`` at its first ``count`` arrays."""
+    saved = getattr(cache, "saved", None)
+    if saved is None:
+        arrays = floating(*cache[:count])
+        return pullback(f, arrays, dout, tuple(range(count)) if wrt is None else wrt)
+    return backward(saved, dout)
+
+
+
+# --- pullback at given arrays (caches made by hand, dlai, im2col_net) -----------------------
 
 def pullback(f: Op, arrays: tuple, cotangent, wrt: tuple[int, ...]):
-    """Gradients of ``<f(*arrays), cotangent>`` for the arrays at positions ``wrt``.
-
-    ``jax.vjp`` of ``f`` at the cached inputs: the op's custom_vjp rule runs.
-    The cotangent is cast to the inputs' floating dtype (the output's), as the
-    seeds' ``dout`` arrays are often float64 next to float32 layers.
-    """
+    """Gradients of ``<f(*arrays), cotangent>`` for the arrays at positions ``wrt``:
+    ``jax.vjp`` of ``f`` at these arrays (the op's custom_vjp rule runs)."""
     dtype = np.result_type(*(a for a in arrays if np.issubdtype(a.dtype, np.floating)))
     with precision(*arrays):
-        return _to_numpy(_pull(f, tuple(wrt), np.asarray(cotangent, dtype), *arrays))
+        out, saved = forward_saving(f, arrays, tuple(wrt))
+        return backward(saved, cotangent)
