@@ -237,20 +237,25 @@ def adam(w, dw, config=None):
 optim = types.SimpleNamespace(sgd=sgd, sgd_momentum=sgd_momentum, rmsprop=rmsprop, adam=adam)
 
 
-def client_on_numpy():
-    """The classes of tests/cs231n_client run on these NumPy layers: their files with
-    the jaxconv import lines pointed here. Returns {class name: class}."""
+def client_on(modules):
+    """The classes of tests/cs231n_client with their import lines pointed elsewhere:
+    ``modules["layers"]`` for the layer star imports, ``modules["optim"]`` for
+    ``from ... import optim``. Returns {class name: class}."""
     root = pathlib.Path(__file__).parent / "cs231n_client"
     namespace = {}
     for name in ("classifiers/fc_net.py", "classifiers/cnn.py", "solver.py"):
         source = (root / name).read_text()
         for module in ("layers", "fast_layers", "layer_utils"):
             source = source.replace(f"from jaxconv.compat.cs231n.{module} import *",
-                                    "from _cs231n_numpy import *")
+                                    f"from {modules['layers']} import *")
         source = source.replace("from jaxconv.compat.cs231n import optim",
-                                "from _cs231n_numpy import optim")
-        assert "jaxconv" not in source
-        module_namespace = {"__name__": f"numpy_client.{name}"}
+                                f"from {modules['optim']} import optim")
+        module_namespace = {"__name__": f"client_on.{name}"}
         exec(compile(source, str(root / name), "exec"), module_namespace)
         namespace.update({k: v for k, v in module_namespace.items() if isinstance(v, type)})
     return namespace
+
+
+def client_on_numpy():
+    """The classes of tests/cs231n_client run on these NumPy layers."""
+    return client_on({"layers": "_cs231n_numpy", "optim": "_cs231n_numpy"})

@@ -61,6 +61,10 @@ def floating(*arrays):
     NumPy's true division does: to float64, or to the float dtype they meet.
     ``None`` (an absent bias) passes through.
     """
+    first = arrays[0]
+    if type(first) is np.ndarray and first.dtype in _FLOATS and all(
+            type(a) is np.ndarray and a.dtype == first.dtype for a in arrays):
+        return arrays       # the common case: nothing to promote, nothing to copy
     present = [np.asarray(a) for a in arrays if a is not None]
     dtype = np.result_type(*present)
     if not np.issubdtype(dtype, np.floating):
@@ -77,10 +81,14 @@ def precision(*arrays):
 
 
 _WIDE = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint64))
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16))
 
 
-def _to_numpy(tree):
-    return jax.tree.map(np.array, tree)     # writable copies of their own
+def _to_numpy(outputs):
+    """Writable NumPy copies of their own (the seeds' callers update results in place)."""
+    if isinstance(outputs, (tuple, list)):
+        return tuple(np.array(a) for a in outputs)
+    return np.array(outputs)
 
 
 # --- forward only --------------------------------------------------------------------
@@ -105,11 +113,11 @@ def forward(f: Op, *arrays):
 
 class Saved(NamedTuple):
     """What a backward needs: the op's pullback (its custom_vjp residuals, as device
-    buffers of their own), the output's shape and dtype, and the op's name."""
+    buffers of their own), the output's shape and dtype, and the op."""
     pullback: object
     shape: tuple
     dtype: np.dtype
-    name: str
+    op: Op
 
 
 _SAVING: dict = {}
@@ -143,7 +151,7 @@ def forward_saving(f: Op, arrays: tuple, wrt: tuple, has_aux: bool = False):
     with precision(*arrays):
         result = _saving_jit(f, wrt, has_aux)(*arrays)
     out = np.array(result[0])
-    saved = Saved(result[1], out.shape, out.dtype, _name(f))
+    saved = Saved(result[1], out.shape, out.dtype, f)
     if has_aux:
         return out, _to_numpy(result[2]), saved
     return out, saved
@@ -159,7 +167,7 @@ def backward(saved: Saved, dout):
     dtype, as the seeds' ``dout`` arrays are often float64 next to float32 layers)."""
     dout = np.asarray(dout)
     if dout.shape != saved.shape:
-        raise ValueError(f"{saved.name} backward: the upstream gradient must have the output's "
+        raise ValueError(f"{_name(saved.op)} backward: the upstream gradient must have the output's "
                          f"shape {saved.shape}, got dout.shape={dout.shape}")
     if dout.dtype != saved.dtype:
         dout = dout.astype(saved.dtype)
