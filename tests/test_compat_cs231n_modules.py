@@ -265,3 +265,30 @@ def test_sandwiches_equal_the_layers_composed_and_numerical_gradients():
         lambda a: layer_utils.affine_bn_relu_forward(a, wa, ba, g, be, {"mode": "train"})[0],
         xa.copy(), dout)
     assert len(grads) == 5 and flat.rel_error(grads[0], num) < 1e-7
+
+
+# --- the other seeds' compat caches (dlai, im2col_net): the same promise ------------------------
+
+def test_dlai_and_im2col_net_caches_are_not_the_callers_arrays():
+    from jaxconv.compat import dlai, im2col_net
+    from _seed_oracles import naive_conv_backward as conv_backward_loops
+    X, W, b = randn(0, 1, 2, 5, 5), randn(1, 3, 2, 3, 3), randn(2, 3, 1)
+    dout = randn(3, 1, 3, 5, 5)
+    want = conv_backward_loops(dout, X.copy(), W.copy(), (1, 1), (1, 1))
+    out, cache = im2col_net.conv_forward(X, W, b, stride=1, padding=1)
+    _overwrite(X, W, b)
+    for got, expect in zip(im2col_net.conv_backward(dout, cache), want):
+        np.testing.assert_allclose(got.reshape(expect.shape), expect, rtol=1e-12, atol=1e-12)
+
+    A = randn(4, 1, 4, 4, 2)                       # NHWC
+    A_nchw = A.transpose(0, 3, 1, 2).copy()
+    dA = randn(5, 1, 2, 2, 2)
+    _, cache = dlai.pool_forward(A, {"f": 2, "stride": 2}, mode="max")
+    _overwrite(A)
+    got = dlai.pool_backward(dA, cache, mode="max")
+    windows = A_nchw.reshape(1, 2, 2, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(1, 2, 2, 2, 4)
+    first = windows.argmax(-1)                     # the first maximum of each window
+    expect = np.zeros((1, 2, 2, 2, 4))
+    np.put_along_axis(expect, first[..., None], dA.transpose(0, 3, 1, 2)[..., None], -1)
+    expect = expect.reshape(1, 2, 2, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(1, 2, 4, 4)
+    np.testing.assert_array_equal(got, expect.transpose(0, 2, 3, 1))

@@ -154,7 +154,8 @@ def test_pool_matches_course_loops_and_numerical(mode, f, stride):
     hp = {"f": f, "stride": stride}
     A, cache = dlai.pool_forward(A_prev, hp, mode=mode)
     np.testing.assert_allclose(A, course_pool_forward(A_prev, f, stride, mode), rtol=1e-14)
-    assert cache[0] is A_prev and cache[1] is hp
+    np.testing.assert_array_equal(cache[0], A_prev)           # a read-only copy of its own
+    assert not np.shares_memory(cache[0], A_prev) and cache[1] is hp
     dA = rng.standard_normal(A.shape)
     dA_prev = dlai.pool_backward(dA, cache, mode=mode)
     np.testing.assert_allclose(dA_prev, course_pool_backward(dA, A_prev, f, stride, mode),

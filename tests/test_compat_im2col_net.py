@@ -88,7 +88,9 @@ def test_conv_matches_seed(stride, padding):
     out, cache = im2col_net.conv_forward(X, W, b, stride=stride, padding=padding)
     want, X_col = seed_conv_forward(X, W, b, stride, padding)
     np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
-    assert cache[0] is X and cache[1] is W and cache[2] is b          # as the seed keeps them
+    for held, given in zip(cache[:3], (X, W, b)):                    # the seed's contents,
+        np.testing.assert_array_equal(held, given)                   # as copies of its own
+        assert not np.shares_memory(held, given)
     assert cache[3:5] == (stride, padding)
     np.testing.assert_array_equal(cache[5], X_col)
 

@@ -64,18 +64,16 @@ def conv_forward(A_prev, W, b, hparameters):
       hparameters: ``{"stride": int, "pad": int}``.
 
     Returns:
-      ``(Z, cache)``: Z ``(m, n_H, n_W, n_C)``; cache ``(A_prev, W, b, hparameters)``.
+      ``(Z, cache)``: Z ``(m, n_H, n_W, n_C)``; cache ``(A_prev, W, b, hparameters)``
+      (read-only copies: later writes to ``A_prev`` cannot change the gradients).
     """
-    A_prev, W, b = _bridge.floating(A_prev, W, b)
-    Z = _bridge.forward(_conv_op(hparameters), A_prev, W, b)
-    return Z, (A_prev, W, b, hparameters)
+    return _bridge.layer(_conv_op(hparameters), _bridge.floating(A_prev, W, b), (hparameters,))
 
 
 def conv_backward(dZ, cache):
     """Convolution backward pass: ``(dA_prev, dW, db)`` with the shapes of
     ``A_prev``, ``W`` and ``b`` (db is ``(1, 1, 1, n_C)``)."""
-    A_prev, W, b, hparameters = cache
-    return _bridge.pullback(_conv_op(hparameters), (A_prev, W, b), dZ, wrt=(0, 1, 2))
+    return tuple(_bridge.gradients(dZ, cache, _conv_op(cache[3]), count=3))
 
 
 def pool_forward(A_prev, hparameters, mode="max"):
@@ -88,14 +86,13 @@ def pool_forward(A_prev, hparameters, mode="max"):
     Returns:
       ``(A, cache)``: A ``(m, n_H, n_W, n_C)``; cache ``(A_prev, hparameters)``.
     """
-    (A_prev,) = _bridge.floating(A_prev)
-    A = _bridge.forward(_pool_op(hparameters, mode), A_prev)
-    return A, (A_prev, hparameters)
+    return _bridge.layer(_pool_op(hparameters, mode), _bridge.floating(A_prev), (hparameters,))
 
 
 def pool_backward(dA, cache, mode="max"):
     """Pooling backward pass: ``dA_prev`` with ``A_prev``'s shape. Max pooling sends
     each window's gradient to its (first) maximum; average pooling spreads it evenly."""
-    A_prev, hparameters = cache
-    (dA_prev,) = _bridge.pullback(_pool_op(hparameters, mode), (A_prev,), dA, wrt=(0,))
-    return dA_prev
+    f = _pool_op(cache[1], mode)
+    if getattr(cache, "saved", None) is not None and cache.saved.op != f:
+        cache = tuple(cache)        # another mode than the forward's: differentiate afresh
+    return _bridge.gradients(dA, cache, f, count=1)[0]

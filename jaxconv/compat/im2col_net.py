@@ -54,15 +54,14 @@ def conv_forward(X, W, b, stride=1, padding=1):
     """
     X, W, b = _bridge.floating(X, W, b)
     _check(X, W, b, stride, padding)
-    out = _bridge.forward(_bridge.op(_conv, stride=stride, padding=padding), X, W, b)
     X_col = _bridge.forward(
         _bridge.op(jc.im2col, kh=W.shape[2], kw=W.shape[3], stride=stride, pad=padding), X)
-    return out, (X, W, b, stride, padding, X_col)
+    return _bridge.layer(_bridge.op(_conv, stride=stride, padding=padding), (X, W, b),
+                         (stride, padding, X_col))
 
 
 def conv_backward(dout, cache):
     """Convolution backward pass: ``(dX, dW, db)``, db of shape ``(F, 1)``."""
-    X, W, b, stride, padding, _ = cache
-    dX, dW, db = _bridge.pullback(_bridge.op(_conv, stride=stride, padding=padding),
-                                  (X, W, b), dout, wrt=(0, 1, 2))
-    return dX, dW, db.reshape(W.shape[0], 1)
+    f = _bridge.op(_conv, stride=cache[3], padding=cache[4])
+    dX, dW, db = _bridge.gradients(dout, cache, f, count=3)
+    return dX, dW, db.reshape(dW.shape[0], 1)
