@@ -231,31 +231,20 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def us(seconds):
-    return f"{seconds * 1e6:.1f}"
+def table(now, then, ours, theirs, unit):
+    """Markdown rows: NumPy, ours (CPU and wall), ours/NumPy, and the same for before."""
+    scale, fmt = (1e6, "{:.1f}") if unit == "us" else (1.0, "{:.4f}")
 
+    def cells(r):
+        return (f"{fmt.format(r['cpu'] * scale)} ({fmt.format(r['wall'] * scale)}) | "
+                f"{r['ratio']:.2f}x") if r else "- | -"
 
-def table(now, then):
-    lines = ["| call | NumPy CPU us | compat CPU us (wall) | compat/NumPy | before CPU us (wall) | "
-             "before/NumPy |", "|---|---|---|---|---|---|"]
+    lines = [f"| | NumPy CPU {unit} | {ours} CPU {unit} (wall) | {ours}/NumPy | "
+             f"before CPU {unit} (wall) | before/NumPy |", "|---|---|---|---|---|---|"]
     for name, r in now.items():
-        b = then.get(name) if then else None
-        before_cells = (f"{us(b['compat']['cpu'])} ({us(b['compat']['wall'])}) | "
-                        f"{b['compat']['ratio']:.1f}x") if b else "- | -"
-        lines.append(f"| {name} | {us(r['numpy']['cpu'])} | {us(r['compat']['cpu'])} "
-                     f"({us(r['compat']['wall'])}) | {r['compat']['ratio']:.1f}x | {before_cells} |")
-    return "\n".join(lines)
-
-
-def client_table(now, then):
-    lines = ["| run | NumPy CPU s | jaxconv CPU s (wall) | jaxconv/NumPy | before CPU s (wall) | "
-             "before/NumPy |", "|---|---|---|---|---|---|"]
-    for name, r in now.items():
-        b = then.get(name) if then else None
-        before_cells = (f"{b['before']['cpu']:.4f} ({b['before']['wall']:.4f}) | "
-                        f"{b['before']['ratio']:.2f}x") if b else "- | -"
-        lines.append(f"| {name} | {r['numpy']['cpu']:.4f} | {r['jaxconv']['cpu']:.4f} "
-                     f"({r['jaxconv']['wall']:.4f}) | {r['jaxconv']['ratio']:.2f}x | {before_cells} |")
+        b = (then or {}).get(name)
+        lines.append(f"| {name} | {fmt.format(r['numpy']['cpu'] * scale)} | {cells(r[ours])} | "
+                     f"{cells(b[theirs] if b else None)} |")
     return "\n".join(lines)
 
 
@@ -284,9 +273,10 @@ def main():
               f"'before' = jaxconv.compat.cs231n at {args.before}.")
     text = "\n\n".join([
         "# jaxconv.compat.cs231n vs CS231n's NumPy layers", header,
-        "## Per call, the notebooks' small shapes", table(now_calls, then.get("per_call")),
+        "## Per call, the notebooks' small shapes",
+        table(now_calls, then.get("per_call"), "compat", "compat", "us"),
         "## The client package (tests/cs231n_client) end to end",
-        client_table(now_client, then.get("client"))]) + "\n"
+        table(now_client, then.get("client"), "jaxconv", "before", "s")]) + "\n"
     print(text)
     out = ROOT / "experiments" / "results"
     out.mkdir(exist_ok=True)

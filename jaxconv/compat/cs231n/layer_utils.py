@@ -116,14 +116,20 @@ def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
     return _bn_sandwich(_affine_bn_relu, x, w, b, gamma, beta, bn_param, "affine_bn_relu_forward")
 
 
+def _norm_relu_backward(dout, cache, first_backward=_layers.affine_backward):
+    """``{affine, conv} - {batch, layer} norm - relu``, fused or layer by layer."""
+    if _layerwise(cache):
+        first_cache, norm_cache, relu_cache = cache
+        # every norm cache carries its residuals: one backward applies any of them
+        da, dgamma, dbeta = _layers.batchnorm_backward(
+            _layers.relu_backward(dout, relu_cache), norm_cache)
+        return (*first_backward(da, first_cache), dgamma, dbeta)
+    return tuple(_bridge.backward(cache.saved, dout))
+
+
 def affine_bn_relu_backward(dout, cache):
     """``(dx, dw, db, dgamma, dbeta)``."""
-    if _layerwise(cache):
-        fc_cache, bn_cache, relu_cache = cache
-        da, dgamma, dbeta = _layers.batchnorm_backward(
-            _layers.relu_backward(dout, relu_cache), bn_cache)
-        return (*_layers.affine_backward(da, fc_cache), dgamma, dbeta)
-    return tuple(_bridge.backward(cache.saved, dout))
+    return _norm_relu_backward(dout, cache)
 
 
 def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
@@ -134,12 +140,7 @@ def affine_ln_relu_forward(x, w, b, gamma, beta, ln_param):
 
 def affine_ln_relu_backward(dout, cache):
     """``(dx, dw, db, dgamma, dbeta)``."""
-    if _layerwise(cache):
-        fc_cache, ln_cache, relu_cache = cache
-        da, dgamma, dbeta = _layers.layernorm_backward(
-            _layers.relu_backward(dout, relu_cache), ln_cache)
-        return (*_layers.affine_backward(da, fc_cache), dgamma, dbeta)
-    return tuple(_bridge.backward(cache.saved, dout))
+    return _norm_relu_backward(dout, cache)
 
 
 # --- convolution sandwiches (conv_forward_fast's convolution) ----------------------------------
@@ -181,12 +182,7 @@ def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
 
 def conv_bn_relu_backward(dout, cache):
     """``(dx, dw, db, dgamma, dbeta)``."""
-    if _layerwise(cache):
-        conv_cache, bn_cache, relu_cache = cache
-        da, dgamma, dbeta = _layers.spatial_batchnorm_backward(
-            _layers.relu_backward(dout, relu_cache), bn_cache)
-        return (*_fast.conv_backward_fast(da, conv_cache), dgamma, dbeta)
-    return tuple(_bridge.backward(cache.saved, dout))
+    return _norm_relu_backward(dout, cache, _fast.conv_backward_fast)
 
 
 def conv_bn_relu_pool_forward(x, w, b, gamma, beta, conv_param, bn_param, pool_param):
