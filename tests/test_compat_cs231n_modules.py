@@ -292,3 +292,33 @@ def test_dlai_and_im2col_net_caches_are_not_the_callers_arrays():
     np.put_along_axis(expect, first[..., None], dA.transpose(0, 3, 1, 2)[..., None], -1)
     expect = expect.reshape(1, 2, 2, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(1, 2, 4, 4)
     np.testing.assert_array_equal(got, expect.transpose(0, 2, 3, 1))
+
+
+def test_sandwich_backward_accepts_caches_built_layer_by_layer():
+    """CS231n's own layer_utils code builds (conv_cache, bn_cache, relu_cache); the
+    backward here takes that too, and agrees with the fused cache."""
+    x, w, b = randn(0, 2, 2, 4, 4), randn(1, 3, 2, 3, 3), randn(2, 3)
+    gamma, beta, conv_param = randn(3, 3), randn(4, 3), {"stride": 1, "pad": 1}
+    out, fused = layer_utils.conv_bn_relu_forward(x, w, b, gamma, beta, conv_param,
+                                                  {"mode": "train"})
+    a, c1 = fast_layers.conv_forward_fast(x, w, b, conv_param)
+    n, c2 = layers.spatial_batchnorm_forward(a, gamma, beta, {"mode": "train"})
+    r, c3 = layers.relu_forward(n)
+    np.testing.assert_allclose(out, r, rtol=1e-12, atol=1e-13)
+    dout = randn(5, *out.shape)
+    for f, lw in zip(layer_utils.conv_bn_relu_backward(dout, fused),
+                     layer_utils.conv_bn_relu_backward(dout, (c1, c2, c3))):
+        np.testing.assert_allclose(f, lw, rtol=1e-11, atol=1e-13)
+    xa, wa, ba = randn(6, 3, 4), randn(7, 4, 5), randn(8, 5)
+    ga, be = randn(9, 5), randn(10, 5)
+    out, fused = layer_utils.affine_ln_relu_forward(xa, wa, ba, ga, be, {})
+    h, c1 = layers.affine_forward(xa, wa, ba)
+    n, c2 = layers.layernorm_forward(h, ga, be, {})
+    r, c3 = layers.relu_forward(n)
+    dout = randn(11, *out.shape)
+    for f, lw in zip(layer_utils.affine_ln_relu_backward(dout, fused),
+                     layer_utils.affine_ln_relu_backward(dout, (c1, c2, c3))):
+        np.testing.assert_allclose(f, lw, rtol=1e-11, atol=1e-13)
+    mu, sd = h.mean(1, keepdims=True), h.std(1, keepdims=True)
+    np.testing.assert_allclose(out, np.maximum(ga * (h - mu) / np.sqrt(sd ** 2 + 1e-5) + be, 0),
+                               rtol=1e-12, atol=1e-13)
