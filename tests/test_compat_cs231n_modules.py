@@ -322,3 +322,15 @@ def test_sandwich_backward_accepts_caches_built_layer_by_layer():
     mu, sd = h.mean(1, keepdims=True), h.std(1, keepdims=True)
     np.testing.assert_allclose(out, np.maximum(ga * (h - mu) / np.sqrt(sd ** 2 + 1e-5) + be, 0),
                                rtol=1e-12, atol=1e-13)
+
+
+def test_col2im_fractional_x_shape_is_a_type_error():
+    from jaxconv.compat.cs231n import im2col
+    cols = np.ones((9, 16))
+    with pytest.raises(TypeError, match="x_shape"):
+        im2col.col2im_indices(cols, (1, 1, 4.5, 4), 3, 3, padding=1, stride=1)
+    k, i, j = im2col.get_im2col_indices((1, 1, 4, 4), 3, 3, padding=1, stride=1)
+    x = randn(0, 1, 1, 4, 4)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    np.testing.assert_array_equal(padded[:, k, i, j].transpose(1, 2, 0).reshape(9, -1),
+                                  im2col.im2col_indices(x, 3, 3, padding=1, stride=1))

@@ -15,10 +15,11 @@ hyperparameters, hashable) and NumPy arrays to one of:
 The fast path for small calls. One ``jax.jit`` per Op, kept in a dict, so a call is a
 dict lookup plus JAX's C++ dispatch (which keys its executables by shape and dtype):
 no static-argument hashing inside jit, no retracing, no re-validation (the op
-validated while tracing, once per shape). What bounds a call is that dispatch:
-~12 us for device arguments plus ~2-3 us per NumPy argument copied in, and ~1-2 us per
-output copied out (the seeds' callers update results in place: they must be
-writable NumPy arrays of their own).
+validated while tracing, once per shape), and no forward recomputed in the backward.
+What bounds a call is that dispatch and the XLA executable's run: on the 2-core test
+machine a tiny jitted function costs ~15-30 us of CPU, plus a few us per NumPy argument
+copied in and per output copied out (the seeds' callers update results in place: they
+must be writable NumPy arrays of their own); see experiments/bench_compat.py.
 
 Precision: when an input is float64, the call runs inside ``jax.enable_x64(True)``,
 JAX's thread-local configuration context (about 1 us). The user's global
@@ -176,8 +177,8 @@ def backward(saved: Saved, dout):
 
 
 class Cache(tuple):
-    """A tuple with CS231n's cache contents (read-only NumPy views of the call's own
-    device copies) that also carries the :class:`Saved` pullback."""
+    """A tuple with CS231n's cache contents (read-only NumPy copies of the inputs) that
+    also carries the :class:`Saved` pullback the backward applies."""
 
     saved: Saved
 
@@ -227,13 +228,10 @@ def gradients(dout, cache, f=None, wrt=None, count=None):
     return backward(saved, dout)
 
 
-
 # --- pullback at given arrays (caches made by hand, dlai, im2col_net) -----------------------
 
 def pullback(f: Op, arrays: tuple, cotangent, wrt: tuple[int, ...]):
     """Gradients of ``<f(*arrays), cotangent>`` for the arrays at positions ``wrt``:
     ``jax.vjp`` of ``f`` at these arrays (the op's custom_vjp rule runs)."""
-    dtype = np.result_type(*(a for a in arrays if np.issubdtype(a.dtype, np.floating)))
-    with precision(*arrays):
-        out, saved = forward_saving(f, arrays, tuple(wrt))
-        return backward(saved, cotangent)
+    _, saved = forward_saving(f, arrays, tuple(wrt))
+    return backward(saved, cotangent)
