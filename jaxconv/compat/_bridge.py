@@ -104,10 +104,13 @@ def _forward_jit(f: Op):
     return jitted
 
 
-def forward(f: Op, *arrays):
-    """``f(*arrays)`` jit-compiled; the outputs as NumPy arrays."""
+def forward(f: Op, *arrays, copy: bool = True):
+    """``f(*arrays)`` jit-compiled; the outputs as NumPy arrays: writable copies of their
+    own, or with ``copy=False`` read-only views of the result (for a caller that
+    copies them into its own arrays anyway)."""
     with precision(*arrays):
-        return _to_numpy(_forward_jit(f)(*arrays))
+        result = _forward_jit(f)(*arrays)
+    return _to_numpy(result) if copy else np.asarray(result)
 
 
 # --- forward that keeps the op's residuals; backward that applies them --------------------

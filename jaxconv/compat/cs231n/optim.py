@@ -53,12 +53,12 @@ def _adam_step(w, dw, lr, m, v, t, *, beta1, beta2, epsilon):
     return w + updates, moments.mu, moments.nu
 
 
-def _step(fn, w, dw, config, *state, count=None, **hyper):
+def _step(fn, w, dw, config, *state, count=None, copy=True, **hyper):
     """One step in NumPy's promoted dtype of w, dw and the moments."""
     w, dw, *state = _bridge.floating(w, dw, *state)
     lr = np.asarray(config["learning_rate"], w.dtype)
     extra = () if count is None else (np.asarray(count, np.int32),)
-    return _bridge.forward(_bridge.op(fn, **hyper), w, dw, lr, *state, *extra)
+    return _bridge.forward(_bridge.op(fn, **hyper), w, dw, lr, *state, *extra, copy=copy)
 
 
 def sgd(w, dw, config=None):
@@ -70,11 +70,11 @@ def sgd(w, dw, config=None):
     if config is None:
         config = {}
     config.setdefault("learning_rate", 1e-2)
-    next_w = _step(_sgd_step, w, dw, config)
     if isinstance(w, np.ndarray):
+        next_w = _step(_sgd_step, w, dw, config, copy=False)
         np.copyto(w, next_w, casting="same_kind")   # NumPy's `-=` casting
         return w, config
-    return next_w, config
+    return _step(_sgd_step, w, dw, config), config
 
 
 def sgd_momentum(w, dw, config=None):
