@@ -310,8 +310,10 @@ class Figure:
             self.panels[key] = Panel(ptitle, xlabel, ylabel)
 
     def line(self, key, label, x, y, **style):
-        self.axes[key].plot(np.asarray(x), np.asarray(y, np.float64), label=label, **style)
-        self.panels[key].series[label] = {"x": _floats(x), "y": _floats(y)}
+        self.axes[key].plot(list(x), np.asarray(y, np.float64), label=label, **style)
+        x = list(x)
+        xs = x if x and isinstance(x[0], str) else _floats(x)  # categories or numbers
+        self.panels[key].series[label] = {"x": xs, "y": _floats(y)}
 
     def bar(self, key, labels, values, **style):
         ax = self.axes[key]
