@@ -283,16 +283,18 @@ class Figure:
 
     ``panels``: ``{key: (title, xlabel, ylabel)}``, laid out in a row (or in
     ``ncols`` columns). ``line``/``bar``/``image`` draw on a panel and record
-    the series under ``panels[key]["series"][label]``.
+    the series under ``panels[key]["series"][label]``. Legends go on
+    ``legend_panels`` (default: every panel).
     """
 
     def __init__(self, name: str, title: str, panels: dict, *, ncols: int | None = None,
-                 panel_size=(4.6, 3.4)):
+                 panel_size=(4.6, 3.4), legend_panels: list | None = None):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         self.name, self.title = name, title
+        self.legend_panels = list(panels) if legend_panels is None else legend_panels
         ncols = ncols or len(panels)
         nrows = -(-len(panels) // ncols)
         self.fig, axes = plt.subplots(nrows, ncols, squeeze=False,
@@ -347,7 +349,7 @@ class Figure:
     def save(self, out: pathlib.Path, device: dict) -> dict:
         """Write ``out/<name>.png`` (legends, the device in a footer); return the record."""
         for key, ax in self.axes.items():
-            if any(len(s) for s in [ax.get_legend_handles_labels()[1]]):
+            if key in self.legend_panels and ax.get_legend_handles_labels()[1]:
                 ax.legend(fontsize=7)
         self.fig.suptitle(self.title, fontsize=11)
         self.fig.text(0.5, 0.005, device_label(device), ha="center", va="bottom", fontsize=7,

@@ -6,7 +6,8 @@ has (tried in turn: xla, im2col, naive, native; the ones that exist run, the
 others are listed as unavailable). Shows that the impls give the same curve (the
 largest loss and parameter differences to xla) at different speeds (a jitted
 training step, timed interleaved: CPU and wall milliseconds), and the learned
-first-layer filters as an image grid.
+first-layer filters as an image grid. On digits the step is also timed at
+CIFAR-10's shape (random data), where the impls' speeds differ.
 
     python experiments/convnet.py [--data cifar10 --data-dir DIR] [--tiny --out DIR]
 """
@@ -41,6 +42,20 @@ def filter_grid(W, pad=1):
     return grid if C == 3 else grid[..., 0]
 
 
+def timed_steps(models_by_impl, optimizer, X, y, repeats):
+    """Median CPU and wall ms of one jitted training step per impl, interleaved."""
+    import jax
+
+    steps = {}
+    for impl, model in models_by_impl.items():
+        step = common.train_step(model, optimizer)
+        params, _ = model.init(jax.random.key(0))
+        opt_state = optimizer.init(params)
+        steps[impl] = lambda step=step, p=params, o=opt_state: \
+            step(p, o, X, y)[2].block_until_ready()
+    return common.timed(steps, repeats)
+
+
 def main(argv=None) -> dict:
     args = common.parser(__doc__).parse_args(argv)
     with common.fast_compile(args.tiny):
@@ -70,14 +85,13 @@ def study(args) -> dict:
                       "val_acc": s.val_acc_history, "params": common.host(s.params)}
 
     batch = min(50, len(d["X_train"]))
-    X, y = d["X_train"][:batch], d["y_train"][:batch]
-    steps = {}
-    for impl, run in runs.items():
-        step = common.train_step(run["model"], optimizer)
-        params = run["params"]
-        opt_state = optimizer.init(params)
-        steps[impl] = lambda step=step, p=params, o=opt_state: step(p, o, X, y)[2].block_until_ready()
-    times = common.timed(steps, repeats)
+    times = timed_steps({impl: run["model"] for impl, run in runs.items()}, optimizer,
+                        d["X_train"][:batch], d["y_train"][:batch], repeats)
+    # The digits' 8x8 images hide the impls' differences; CIFAR-10's shape shows them.
+    cifar_times = {} if args.tiny or H >= 32 else timed_steps(
+        {impl: models.ThreeLayerConvNet(conv_impl=impl) for impl in runs}, optimizer,
+        np.random.default_rng(0).standard_normal((64, 3, 32, 32)).astype(np.float32),
+        np.arange(64) % 10, max(repeats // 2, 2))
 
     first = next(iter(runs))
     fig = common.Figure("convnet", f"ThreeLayerConvNet on {args.data}: conv impls "
@@ -86,8 +100,11 @@ def study(args) -> dict:
                             "acc": ("train (dashed) / val accuracy", "epoch", "accuracy"),
                             "time": (f"training step, batch {batch} (median of {repeats})",
                                      "conv impl", "ms per step"),
+                            **({"cifar_time": ("step at CIFAR-10 shape: 64x3x32x32, "
+                                               "32 7x7 filters", "conv impl", "ms per step")}
+                               if cifar_times else {}),
                             "filters": (f"first-layer filters W1 ({first} run)", "", "")},
-                        ncols=4, panel_size=(4.2, 3.4))
+                        ncols=5 if cifar_times else 4, panel_size=(4.0, 3.4))
     for impl, run in runs.items():
         fig.line("loss", impl, range(1, len(run["loss"]) + 1), run["loss"], lw=0.8)
         fig.line("acc", f"{impl} val", range(1, epochs + 1), run["val_acc"], marker="o")
@@ -95,11 +112,16 @@ def study(args) -> dict:
     fig.grouped_bars("time", list(runs), {
         "CPU ms": [times[i]["cpu_ms"] for i in runs],
         "wall ms": [times[i]["wall_ms"] for i in runs]})
+    if cifar_times:
+        fig.grouped_bars("cifar_time", list(runs), {
+            "CPU ms": [cifar_times[i]["cpu_ms"] for i in runs],
+            "wall ms": [cifar_times[i]["wall_ms"] for i in runs]})
     fig.image("filters", "W1", filter_grid(runs[first]["params"]["W1"]),
               cmap="gray", interpolation="nearest")
 
     base = runs[first]
     results = {"impls_run": list(runs), "impls_unavailable": unavailable, "step_ms": times,
+               "step_ms_cifar_shape_random_data": cifar_times,
                "per_impl": {impl: {
                    "final_loss": run["loss"][-1], "final_val_acc": run["val_acc"][-1],
                    "max_loss_diff_vs_" + first: float(np.max(np.abs(

@@ -142,9 +142,11 @@ def study(args) -> dict:
             panels["twin"] = ("vs jax.grad of the twin (no h)", "op", "norm-wise error")
     fig = common.Figure("gradcheck_accuracy", "Hand-derived gradients vs centered "
                         "differences (h swept) and vs autodiff, float64/float32/bfloat16",
-                        panels, ncols=4, panel_size=(4.0, 3.3))
+                        panels, ncols=4, panel_size=(4.0, 3.3),
+                        legend_panels=["normwise_float64", "twin"])
     import matplotlib.pyplot as plt
-    colors = dict(zip(cases, plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]))
+    tab20 = plt.get_cmap("tab20").colors
+    colors = dict(zip(cases, tab20[::2] + tab20[1::2]))
     for kind in ("normwise", "elementwise"):
         for dt in DTYPES:
             key = f"{kind}_{dt}"
@@ -161,8 +163,6 @@ def study(args) -> dict:
                                           for op in cases], marker=marker, ls="none")
     fig.ax("twin").set_yscale("log")
     fig.ax("twin").tick_params(axis="x", labelrotation=70, labelsize=7)
-    for key in list(panels)[:1]:
-        fig.ax(key).legend(fontsize=6, ncols=2)
 
     summary = {}
     for dt in DTYPES:

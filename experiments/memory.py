@@ -127,7 +127,7 @@ def study(args) -> dict:
                    for n in table.values() for o in n.values() for m in o.values())
     panels = {"residual": ("residual bytes of the backward", "batch size", "MiB"),
               "temp": ("XLA temp buffers of the step", "batch size", "MiB"),
-              "peak": ("XLA peak memory of the step" + ("" if reported else
+              "peak": ("XLA peak_memory_in_bytes of the step" + ("" if reported else
                                                        " (not reported: shown as 0)"),
                        "batch size", "MiB"),
               "ratio": ("autodiff / custom", "batch size", "ratio")}
@@ -142,7 +142,7 @@ def study(args) -> dict:
                                ("peak", "peak_memory_in_bytes")):
                 fig.line(key, f"{name} {ops}", batches, [mib(rows[b][field]) for b in batches],
                          ls=style, marker="o")
-        for field, label in (("residual_bytes", "residual"), ("peak_memory_in_bytes", "peak")):
+        for field, label in (("residual_bytes", "residual"), ("temp_size_in_bytes", "temp")):
             c, a = table[name]["custom"], table[name]["autodiff"]
             fig.line("ratio", f"{name} {label}", batches,
                      [(a[b][field] or 0) / max(c[b][field] or 0, 1) for b in batches], marker="o")

@@ -41,8 +41,8 @@ def study(args) -> dict:
         runs[rule] = {"loss": solver.loss_history, "train_acc": solver.train_acc_history,
                       "val_acc": solver.val_acc_history}
 
-    fig = common.Figure("update_rules", f"Update rules on a {len(hidden) + 1}-layer FullyConnectedNet "
-                        f"({args.data}): SGD vs momentum vs RMSProp vs Adam", {
+    fig = common.Figure("update_rules", f"Update rules on a {len(hidden) + 1}-layer "
+                        f"FullyConnectedNet ({args.data}): SGD vs momentum vs RMSProp vs Adam", {
                             "loss": ("training loss", "iteration", "loss"),
                             "train_acc": ("training accuracy", "epoch", "accuracy"),
                             "val_acc": ("validation accuracy", "epoch", "accuracy")})
