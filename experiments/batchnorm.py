@@ -40,7 +40,7 @@ def study(args) -> dict:
 
     tiny = args.tiny
     epochs, sweep_epochs, batch_epochs = (1, 1, 1) if tiny else (10, 6, 6)
-    hidden = [16, 16] if tiny else HIDDEN  # tiny: a smoke test, compiled fast
+    hidden = [8] if tiny else HIDDEN  # tiny: a smoke test, compiled fast
     scales = [WEIGHT_SCALE, 1e-1] if tiny else list(np.logspace(-4, 0, 7)) + [WEIGHT_SCALE]
     scales = sorted(set(float(s) for s in scales))
     batch_sizes = [10, 50] if tiny else [5, 10, 50, 200]

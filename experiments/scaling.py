@@ -173,9 +173,11 @@ def report(args, runs) -> dict:
     fig.grouped_bars("time", names, {"wall ms": [runs[n]["wall_ms_per_step"] for n in names],
                                      "CPU ms": [runs[n]["cpu_ms_per_step"] for n in names]})
     others = [n for n in names if n != "1 device"]
-    fig.bar("diff", others, [max(diffs[n], 1e-20) for n in others], label="max |diff|",
-            color=[f"C{i}" for i in range(len(others))])
+    fig.line("diff", "max |diff|", others, [max(diffs[n], 1e-20) for n in others],
+             ls="none", marker="o", ms=8)
     fig.ax("diff").set_yscale("log")
+    fig.ax("diff").margins(x=0.3)
+    fig.ax("diff").tick_params(axis="x", labelrotation=15, labelsize=8)
     for n in names:
         fig.line("loss", n, range(1, len(runs[n]["loss"]) + 1), runs[n]["loss"], lw=0.8,
                  ls="-" if n == "1 device" else "--")

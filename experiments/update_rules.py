@@ -31,7 +31,7 @@ def study(args) -> dict:
 
     epochs, batch_size = (1, 20) if args.tiny else (10, 50)
     d = common.load_data(args, num_train=4000)
-    hidden = [16, 16] if args.tiny else [100] * 4  # tiny: a smoke test, compiled fast
+    hidden = [8] if args.tiny else [100] * 4  # tiny: a smoke test, compiled fast
     model = models.FullyConnectedNet(hidden, input_dim=common.input_dim(d),
                                      weight_scale=5e-2)
     runs = {}

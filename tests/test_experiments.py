@@ -22,6 +22,7 @@ def _run(name, out):
     spec = importlib.util.spec_from_file_location(f"experiments_{name}",
                                                   os.path.join(EXPERIMENTS, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     payload = module.main(["--tiny", "--out", str(out)])
     return payload, json.loads((out / f"{name}.json").read_text())
