@@ -191,6 +191,12 @@ def fast_compile(enabled: bool):
         jax.config.update("jax_disable_most_optimizations", before)
 
 
+def histories(solver) -> dict:
+    """A Solver's per-iteration losses and per-epoch accuracies."""
+    return {"loss": solver.loss_history, "train_acc": solver.train_acc_history,
+            "val_acc": solver.val_acc_history}
+
+
 def progress(iterable=None, *, total=None, desc=None):
     from tqdm.auto import tqdm
 

@@ -60,8 +60,7 @@ def study(args) -> dict:
         s = common.train(model(norm, scale), d, optimizer=optimizer, epochs=n_epochs,
                          batch_size=batch, seed=args.seed)
         if part == "curves":
-            out["curves"][norm] = {"loss": s.loss_history, "val_acc": s.val_acc_history,
-                                   "train_acc": s.train_acc_history}
+            out["curves"][norm] = common.histories(s)
         else:
             key = scale if part == "sweep" else min(batch, len(d["X_train"]))
             out[part][norm][key] = {"train_acc": s.train_acc_history[-1],

@@ -37,8 +37,7 @@ def study(args) -> dict:
                                          dropout_keep_ratio=keep, weight_scale=5e-2)
         s = common.train(model, d, optimizer=optimizer, epochs=epochs, batch_size=50,
                          seed=args.seed, num_train_samples=None)
-        runs[keep] = {"train_acc": s.train_acc_history, "val_acc": s.val_acc_history,
-                      "loss": s.loss_history}
+        runs[keep] = common.histories(s)
 
     fig = common.Figure("dropout", f"Dropout keep ratios on a 2-layer FullyConnectedNet "
                         f"({len(d['X_train'])} {args.data} training images)", {

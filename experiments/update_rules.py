@@ -38,8 +38,7 @@ def study(args) -> dict:
     for rule in common.progress(RULES, desc="update rules"):
         solver = common.train(model, d, optimizer=getattr(optim, rule)(RULES[rule]),
                               epochs=epochs, batch_size=batch_size, seed=args.seed)
-        runs[rule] = {"loss": solver.loss_history, "train_acc": solver.train_acc_history,
-                      "val_acc": solver.val_acc_history}
+        runs[rule] = common.histories(solver)
 
     fig = common.Figure("update_rules", f"Update rules on a {len(hidden) + 1}-layer "
                         f"FullyConnectedNet ({args.data}): SGD vs momentum vs RMSProp vs Adam", {
