@@ -289,7 +289,7 @@ def test_small_gaps(small, change, error, match):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--lr", "inf"], "--lr: must be a finite number > 0, got inf"),
+    (["train", "--lr", "inf"], "--lr: must be > 0 and finite, got inf"),
     (["train", "--seed", str(2 ** 70)], "--seed: must be in [0, 2**32)"),
     (["bench", "--json", "{tmp}/missing/x.json"], "folder {tmp}/missing does not exist"),
 ])
