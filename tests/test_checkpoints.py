@@ -18,8 +18,9 @@ from test_solver import uninterrupted  # noqa: F401  (4 epochs, no checkpoints)
 
 
 def _is_ours(name):
-    return bool(_checkpoints._EPOCH.match(name)) or name in (_checkpoints.MARKER,
-                                                              _checkpoints.LOCK)
+    """A name jaxconv writes: checkpoints, what a killed save leaves, marker, lock."""
+    return bool(_checkpoints._EPOCH.match(name) or _checkpoints._LEFTOVER.match(name)
+                or name in (_checkpoints.MARKER, _checkpoints.LOCK))
 
 
 def _snapshot(folder, skip_ours=True):
