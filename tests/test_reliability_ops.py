@@ -89,3 +89,11 @@ def test_infinite_eps_is_rejected(call):
 def test_infinite_margin_is_rejected():
     with pytest.raises(ValueError, match=r"svm_loss: margin must be finite, got inf"):
         jc.svm_loss(S, np.zeros(4, int), margin=float("inf"))
+
+
+def test_legacy_key_of_the_wrong_length_names_the_key():
+    # It reached JAX as "invalid PRNG key data", naming neither dropout nor key.
+    with pytest.raises(ValueError, match=r"dropout: a legacy uint32 key .* got key.shape=\(3,\)"):
+        jc.dropout(np.ones((2, 2)), np.ones(3, np.uint32), keep_prob=0.5)
+    out = jc.dropout(np.ones((2, 2)), jax.random.PRNGKey(0), keep_prob=0.5)
+    assert set(np.unique(out)) <= {0.0, 2.0}
