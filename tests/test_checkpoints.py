@@ -287,17 +287,3 @@ def test_small_gaps(small, change, error, match):
         change["data"] = _data(small, X_train=small["X_train"] + 1j)
     with pytest.raises(error, match=match):
         _solver(change.pop("data", small), **change)
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--lr", "inf"], "--lr: must be > 0 and finite, got inf"),
-    (["train", "--seed", str(2 ** 70)], "--seed: must be in [0, 2**32)"),
-    (["bench", "--json", "{tmp}/missing/x.json"], "folder {tmp}/missing does not exist"),
-])
-def test_cli_small_gaps_are_one_line(argv, message, tmp_path, capsys):
-    argv = [a.format(tmp=tmp_path) for a in argv]
-    with pytest.raises(SystemExit) as info:
-        cli.main(argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert message.format(tmp=tmp_path) in err and err.count("\n") == 1, err

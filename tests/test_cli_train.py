@@ -113,6 +113,10 @@ def test_distributed_two_processes(tmp_path):
     (["train", "--plot", "{tmp}/no/such/folder/x.png"], "folder {tmp}/no/such/folder"),
     (["train", "--plot", "{tmp}/x.jpg"], "must end in .png"),
     (["train", "--process-id", "1"], "only make sense with --distributed"),
+    # issue 10: non-finite rates, seeds JAX would fold, an output folder that is not there
+    (["train", "--lr", "inf"], "--lr: must be > 0 and finite, got inf"),
+    (["train", "--seed", str(2 ** 70)], "--seed: must be in [0, 2**32)"),
+    (["bench", "--json", "{tmp}/missing/x.json"], "folder {tmp}/missing does not exist"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
     argv = [a.format(tmp=tmp_path) for a in argv]
