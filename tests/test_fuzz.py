@@ -190,7 +190,13 @@ def _oracle(torch, op, args, hyper):
         kh, kw = args[-2:]
         k, s, p = (kh, kw), hyper["stride"], hyper["pad"]
         if op == "im2col":
-            cols = F.unfold(t(args[0]), k, padding=p, stride=s)          # (N, CKK, L)
+            x = np.asarray(args[0])
+            if x.size == 0:   # PyTorch refuses C = 0; the patch matrix is empty all the same
+                (sh, sw), (ph, pw) = ((v, v) if isinstance(v, int) else v for v in (s, p))
+                out_h = (x.shape[2] + 2 * ph - kh) // sh + 1
+                out_w = (x.shape[3] + 2 * pw - kw) // sw + 1
+                return np.zeros((x.shape[1] * kh * kw, x.shape[0] * out_h * out_w))
+            cols = F.unfold(t(x), k, padding=p, stride=s)                # (N, CKK, L)
             return cols.permute(1, 2, 0).reshape(cols.shape[1], -1).numpy()
         n, c, h, w = args[1]
         cols = t(args[0]).reshape(c * kh * kw, -1, n).permute(2, 0, 1)
