@@ -2,6 +2,7 @@
 every checkpoint is a good one (3), resume falls back past damage (4), labels and
 other data checked where they are concrete (6, 10), late failures come early (7)."""
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -68,12 +69,16 @@ def test_users_files_and_folders_are_never_touched(small, uninterrupted, tmp_pat
 
 
 def _read_only(path):
-    """A folder this process cannot write: chmod for users, the immutable flag for root."""
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(path)], check=True)
-        return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
-    os.chmod(path, 0o555)
-    return lambda: os.chmod(path, 0o755)
+    """A folder this process cannot write, and how to undo it: chmod for users, the
+    immutable flag for root (or, where root may not set it, /proc/1: not writable)."""
+    if os.geteuid() != 0:
+        os.chmod(path, 0o555)
+        return path, lambda: os.chmod(path, 0o755)
+    try:
+        subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
+        return path, lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return pathlib.Path("/proc/1"), lambda: None
 
 
 def test_unusable_folders_fail_before_the_first_step(small, tmp_path):
@@ -84,15 +89,15 @@ def test_unusable_folders_fail_before_the_first_step(small, tmp_path):
         _solver(small, checkpoint_dir=tmp_path / "file")
     with pytest.raises(ValueError, match=r"cannot create checkpoint_dir .*file/sub"):
         _solver(small, checkpoint_dir=tmp_path / "file" / "sub")
-    locked = tmp_path / "ro"
-    locked.mkdir()
-    undo = _read_only(locked)
+    (tmp_path / "ro").mkdir()
+    locked, undo = _read_only(tmp_path / "ro")
+    before = sorted(os.listdir(locked))
     try:
-        with pytest.raises(ValueError, match=r"checkpoint_dir .*ro is not writable"):
+        with pytest.raises(ValueError, match=rf"checkpoint_dir {locked} is not writable"):
             _solver(small, checkpoint_dir=locked)
     finally:
         undo()
-    assert os.listdir(locked) == []
+    assert sorted(os.listdir(locked)) == before
 
 
 def _hold_lock(folder):
@@ -133,19 +138,18 @@ def test_second_run_on_a_folder_fails_at_once_and_a_dead_runs_lock_is_taken(smal
 
 @pytest.mark.parametrize("where", ["file", "read-only"])
 def test_cli_bad_checkpoint_folder_is_one_line_before_training(tmp_path, capsys, where):
-    target = tmp_path / "ckpt"
+    target, undo = tmp_path / "ckpt", lambda: None
     if where == "file":
         target.write_text("x")
     else:
         target.mkdir()
-        undo = _read_only(target)
+        target, undo = _read_only(target)
     try:
         with pytest.raises(SystemExit) as info:
             cli.main(["train", "--quiet", "--model", "fcnet", "--epochs", "1",
                       "--checkpoint-dir", str(target)])
     finally:
-        if where != "file":
-            undo()
+        undo()
     out, err = capsys.readouterr()
     assert info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "is a file" in err if where == "file" else "is not writable" in err
