@@ -102,3 +102,49 @@ def real(op: str, name: str, value, *, low: float, high: float | None = None,
         raise ValueError(f"{op}: {name} must be in {'(' if low_open else '['}{low}, {upper}, "
                          f"got {value!r}")
     return value
+
+
+# --- values that must be finite, and class labels (issue 10) ----------------------------
+
+def finite_real(op: str, name: str, value, **bounds) -> float:
+    """:func:`real`, and not infinite either (``eps=inf`` would silently zero a norm)."""
+    value = real(op, name, value, **bounds)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{op}: {name} must be finite, got {value!r}")
+    return value
+
+
+def labels(op: str, name: str, y, *, num_classes: int, shape: tuple | None = None,
+           context: str = ""):
+    """Integer class labels in ``[0, num_classes)``, as a JAX array.
+
+    The range is checked on the ORIGINAL integers, before any cast (with x64 off
+    an int64 ``2**32 + 1`` would otherwise become a valid-looking ``1``),
+    whenever they are concrete; a tracer (under ``jit``/``vmap``) cannot be
+    inspected and passes with its dtype and shape checked. The message names
+    the argument, the first bad value and its index.
+    """
+    import jax
+
+    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
+        if not isinstance(y, (numbers.Number, list, tuple)):
+            raise TypeError(f"{op}: {name} must be an array of integer labels, "
+                            f"got {type(y).__name__}")
+        y = np.asarray(y)
+    where = f" ({context})" if context else ""
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{op}: {name} must hold integer class labels, got {name}.dtype="
+                        f"{y.dtype} ({name}.shape={tuple(y.shape)}){where}")
+    if shape is not None and tuple(y.shape) != tuple(shape):
+        raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, one label per "
+                         f"sample, got {name}.shape={tuple(y.shape)}{where}")
+    if isinstance(y, jax.core.Tracer):
+        return y
+    values = np.asarray(y)
+    bad = (values < 0) | (values >= num_classes)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        at = index[0] if len(index) == 1 else index
+        raise ValueError(f"{op}: labels must be in [0, {num_classes}){where}, got "
+                         f"{name}[{at}]={values[index]}")
+    return jnp.asarray(values)

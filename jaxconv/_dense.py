@@ -44,8 +44,13 @@ def affine_inputs(x, w, b, *, op="affine"):
     return x, w, b
 
 
+def _rows(x):
+    """x as the matrix X ``(N, D)``; explicit D, since ``reshape(0, -1)`` is ambiguous."""
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
 def _affine_primal(c: DenseConfig, x, w, b):
-    return x.reshape(x.shape[0], -1) @ w + b
+    return _rows(x) @ w + b
 
 
 def _affine_fwd(c: DenseConfig, x, w, b):
@@ -54,8 +59,7 @@ def _affine_fwd(c: DenseConfig, x, w, b):
 
 def _affine_bwd(c: DenseConfig, residuals, g):
     x, w = residuals
-    rows = x.reshape(x.shape[0], -1)
-    return (g @ w.T).reshape(x.shape), rows.T @ g, g.sum(axis=0)
+    return (g @ w.T).reshape(x.shape), _rows(x).T @ g, g.sum(axis=0)
 
 
 _affine = custom_vjp_op(_affine_primal, _affine_fwd, _affine_bwd)
@@ -70,7 +74,8 @@ def affine(x, w, b):
       b: ``(M,)``.
 
     Returns:
-      ``(N, M)``.
+      ``(N, M)``; ``(0, M)`` for an empty batch (as PyTorch), and ``b`` on every
+      row when ``D = 0``.
 
     Backward::
 

@@ -33,7 +33,14 @@ def _check_key(op, key):
         raise TypeError(f"{op}: key must be a typed key (jax.random.key) or a legacy uint32 "
                         f"key (jax.random.PRNGKey), got key.dtype={key.dtype}, "
                         f"key.shape={tuple(key.shape)}")
+    elif tuple(key.shape) != _LEGACY_KEY_SHAPE:
+        raise ValueError(f"{op}: a legacy uint32 key (jax.random.PRNGKey) has shape "
+                         f"{_LEGACY_KEY_SHAPE}, got key.shape={tuple(key.shape)}")
     return key
+
+
+# The default PRNG implementation's raw key shape ((2,) for threefry), from shapes alone.
+_LEGACY_KEY_SHAPE = tuple(jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape)
 
 
 def dropout_config(x, key, *, keep_prob, train, op="dropout"):

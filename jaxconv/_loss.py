@@ -18,7 +18,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxconv import _checks
 from jaxconv._norm import accumulation_dtype
@@ -27,26 +26,13 @@ from jaxconv._vjp import custom_vjp_op
 
 def loss_inputs(scores, y, *, op):
     """Validate a loss's scores and labels (trace time; the label range too when
-    the labels are concrete)."""
+    the labels are concrete, on the original integers before any cast)."""
     scores = _checks.array(op, "scores", scores)
     if scores.ndim != 2:
         raise ValueError(f"{op}: scores must be 2-D (N, num_classes), got "
                          f"scores.shape={tuple(scores.shape)}")
-    y = _checks.array(op, "y", y, floating=False)
-    if not jnp.issubdtype(y.dtype, jnp.integer):
-        raise TypeError(f"{op}: y must hold integer class labels, got y.dtype={y.dtype} "
-                        f"(y.shape={tuple(y.shape)})")
-    if tuple(y.shape) != (scores.shape[0],):
-        raise ValueError(f"{op}: y must have shape ({scores.shape[0]},), one label per row "
-                         f"of scores, got y.shape={tuple(y.shape)} "
-                         f"(scores.shape={tuple(scores.shape)})")
-    if not isinstance(y, jax.core.Tracer):
-        labels, classes = np.asarray(y), scores.shape[1]
-        bad = (labels < 0) | (labels >= classes)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"{op}: labels must be in [0, {classes}) for "
-                             f"scores.shape={tuple(scores.shape)}, got y[{i}]={labels[i]}")
+    y = _checks.labels(op, "y", y, num_classes=scores.shape[1], shape=(scores.shape[0],),
+                       context=f"scores.shape={tuple(scores.shape)}")
     return scores, y
 
 
@@ -115,7 +101,7 @@ def softmax_loss(scores, y):
 # --- multiclass SVM ---------------------------------------------------------------
 
 def svm_config(margin, op="svm_loss"):
-    return LossConfig(_checks.real(op, "margin", margin, low=0.0))
+    return LossConfig(_checks.finite_real(op, "margin", margin, low=0.0))
 
 
 def _svm_fwd(c: LossConfig, scores, y):

@@ -26,6 +26,7 @@ the input dtype (the stored ``x_hat`` is rounded to it).
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 
 import jax.numpy as jnp
@@ -97,7 +98,7 @@ def batch_norm_config(x, gamma, beta, running_mean, running_var, *, train, momen
     if not isinstance(train, bool):
         raise TypeError(f"{op}: train must be a Python bool (static), got {train!r}")
     momentum = _checks.real(op, "momentum", momentum, low=0.0, high=1.0)
-    eps = _checks.real(op, "eps", eps, low=0.0, low_open=True)
+    eps = _checks.finite_real(op, "eps", eps, low=0.0, low_open=True)
     features = (x.shape[axis],)
     context = f"x.shape={tuple(x.shape)}, axis={axis}"
     gamma = _param(op, "gamma", gamma, features, context)
@@ -121,8 +122,11 @@ def _bn_fwd(c: BatchNormConfig, x, gamma, beta, running_mean, running_var):
     ndim, axes = x.ndim, _others(x.ndim, c.axis)
     if c.train:
         x_hat, mean, var, inv_std = _standardize(x, axes, c.eps)
-        new_mean = _running_update(c, running_mean, mean.reshape(-1))
-        new_var = _running_update(c, running_var, var.reshape(-1))
+        if math.prod(x.shape[a] for a in axes):
+            new_mean = _running_update(c, running_mean, mean.reshape(-1))
+            new_var = _running_update(c, running_var, var.reshape(-1))
+        else:  # an empty batch has no statistics: the running ones stay (as in PyTorch)
+            new_mean, new_var = running_mean, running_var
     else:
         inv_std = _along(lax.rsqrt(running_var.astype(acc) + c.eps), ndim, c.axis)
         x_hat = (x.astype(acc) - _along(running_mean.astype(acc), ndim, c.axis)) * inv_std
@@ -170,9 +174,9 @@ def batch_norm(x, gamma, beta, running_mean, running_var, *, train, momentum=0.9
       running_mean, running_var: ``(C,)`` floating (may be kept in float32 next
         to a half-precision x).
       train: static bool. True: batch mean and BIASED batch variance, and the
-        running statistics are updated. False: the running statistics are used.
+        running statistics are updated (an empty batch leaves them unchanged). False: the running statistics are used.
       momentum: in ``[0, 1]``; ``running = momentum * running + (1 - momentum) * batch``.
-      eps: added to the variance, ``> 0``.
+      eps: added to the variance, ``> 0`` and finite.
       axis: the feature axis.
 
     Returns:
@@ -215,7 +219,7 @@ def layer_norm_config(x, gamma, beta, *, eps, op="layer_norm"):
     x = _checks.array(op, "x", x)
     if x.ndim < 2:
         raise ValueError(f"{op}: x must be at least 2-D (N, D, ...), got x.shape={tuple(x.shape)}")
-    eps = _checks.real(op, "eps", eps, low=0.0, low_open=True)
+    eps = _checks.finite_real(op, "eps", eps, low=0.0, low_open=True)
     context = f"x.shape[1:] of x.shape={tuple(x.shape)}"
     gamma = _param(op, "gamma", gamma, x.shape[1:], context)
     beta = _param(op, "beta", beta, x.shape[1:], context)
@@ -293,7 +297,7 @@ def group_norm_config(x, gamma, beta, *, groups, eps, layout, op="group_norm"):
     if groups < 1 or channels % groups:
         raise ValueError(f"{op}: groups={groups} must be >= 1 and divide the {channels} "
                          f"channels ({context})")
-    eps = _checks.real(op, "eps", eps, low=0.0, low_open=True)
+    eps = _checks.finite_real(op, "eps", eps, low=0.0, low_open=True)
     gamma = _param(op, "gamma", gamma, (channels,), context)
     beta = _param(op, "beta", beta, (channels,), context)
     _checks.same_dtype(op, x=x, gamma=gamma, beta=beta)

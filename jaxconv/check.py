@@ -2,15 +2,18 @@
 against autodiff of its ``jaxconv.reference`` twin and against centered
 differences, in one table; exit status 1 if any error is over tolerance.
 
-Tolerances (CS231n's relative error, worst element of each gradient):
+Tolerances, on the norm-wise relative error ``||a - b|| / max(||a||, ||b||)`` of
+each gradient (``gradcheck.norm_error``; CS231n's element-wise ``rel_error``
+divides ~1e-12 of rounding on exactly-zero entries by its 1e-8 floor and cries
+wolf on correct rules, so it is reported by ``compare`` but not judged by):
 
 * float64 (the default; turns on ``jax_enable_x64``): custom vs autodiff 1e-10
-  (only rounding separates them, ~1e-15 in practice), custom vs numerical 1e-6
-  (step ``h = 1e-5``: truncation ~h^2, rounding ~1e-16 / h).
-* float32: custom vs autodiff 1e-4 (reassociated float32 sums, measured on an
-  element-wise relative scale that magnifies small entries), custom vs numerical
-  5e-2 with ``h = 1e-2`` (float32 rounding of the loss, ~1e-7 / h, against
-  truncation ~h^2; the point is to catch wrong rules, errors of order 1).
+  (only rounding separates them, ~1e-15 in practice; a rule off by a factor
+  1 + 1e-6 shows as 1e-6), custom vs numerical 1e-6 (step ``h = 1e-5``:
+  truncation ~h^2, rounding ~1e-16 / h; correct rules measure ~1e-10).
+* float32: custom vs autodiff 1e-4 (reassociated float32 sums), custom vs
+  numerical 5e-2 with ``h = 1e-2`` (float32 rounding of the loss, ~1e-7 / h,
+  against truncation ~h^2; the point is to catch wrong rules, errors of order 1).
 
 The inputs are small and kept away from kinks, where finite differences are
 not valid: relu inputs and max-pool windows avoid 0 and ties, every SVM margin

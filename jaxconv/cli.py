@@ -6,6 +6,8 @@ this file only parses flags. Bad flags exit with status 2 and one line.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 
 
@@ -23,9 +25,27 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {value}")
     return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
+    return value
+
+
+def _writable_file(path: str) -> None:
+    """``--json FILE``: fail before minutes of work, not after."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"--json {path}: is a folder")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--json {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--json {path}: folder {folder} is not writable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--conv-impl", choices=["xla", "im2col", "naive"], default="xla")
     train.add_argument("--checkpoint-dir", default=None)
     train.add_argument("--plot", default=None, metavar="FILE.png")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize() first (multi-host)")
     train.add_argument("--coordinator", default=None, metavar="HOST:PORT",
@@ -73,9 +93,12 @@ def main(argv=None) -> int:
     else:
         from jaxconv import bench as command
     try:
+        if getattr(args, "json", None) is not None:
+            _writable_file(args.json)
         return command.run(args)
-    except (ValueError, FileNotFoundError) as error:  # bad input: one clear line
-        parser.exit(2, f"jaxconv {args.command}: error: {error}\n")
+    except (ValueError, TypeError, OSError) as error:  # bad input: one clear line
+        message = " ".join(str(error).split()) or type(error).__name__
+        parser.exit(2, f"jaxconv {args.command}: error: {message}\n")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ import pickle
 
 import numpy as np
 
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # NumPy 1
+    from numpy.core.multiarray import _reconstruct
+
 __all__ = ["load_cifar10", "load_digits"]
 
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
@@ -58,9 +63,17 @@ def load_cifar10(root: str | os.PathLike, *, num_training: int = 49000,
       ``X_* (N, 3, 32, 32)`` float32 pixel values in ``[0, 255]`` minus the
       training mean image; ``y_* (N,)`` int32.
 
+    The files are read by an unpickler that admits nothing but what a CIFAR
+    batch holds (dicts, lists, strings, numbers, NumPy arrays): a crafted file
+    cannot run code. Every batch is validated: ``data`` a uint8 ``(N, 3072)``
+    array, ``labels`` N ints in ``[0, 10)``.
+
     Raises:
       FileNotFoundError: naming the first missing file of ``data_batch_1..5``,
         ``test_batch``.
+      ValueError: one line naming a file that is unreadable, truncated, not a
+        CIFAR-10 batch, or holds anything else (a refused global, labels that do
+        not match the images one to one, out-of-range labels).
     """
     root = os.fspath(root)
     nested = os.path.join(root, "cifar-10-batches-py")
@@ -90,18 +103,90 @@ def load_cifar10(root: str | os.PathLike, *, num_training: int = 49000,
 
 
 def _cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """One pickle: ``data`` ``(10000, 3072)`` uint8 rows in CHW order, ``labels``."""
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="latin1")
+    """One pickle: ``data`` ``(N, 3072)`` uint8 rows in CHW order, ``labels`` ``N``
+    ints in ``[0, 10)``. Read by :class:`_CifarUnpickler` (no code from the file
+    runs); anything else is a ValueError naming the file, in one line."""
+    try:
+        with open(path, "rb") as f:
+            batch = _CifarUnpickler(f).load()
+    except OSError as error:
+        raise ValueError(f"load_cifar10: cannot read {path}: {error.strerror or error}") from None
+    except Exception as error:  # noqa: BLE001 -- truncated or crafted: any unpickling error
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"load_cifar10: {path} is not a readable CIFAR-10 batch "
+                         f"(pickle: {reason})") from None
+    return _validated_batch(path, batch)
+
+
+def _validated_batch(path: str, batch) -> tuple[np.ndarray, np.ndarray]:
+    """Keys, dtypes, shapes and label range of one unpickled batch."""
+    if not isinstance(batch, dict):
+        raise ValueError(f"load_cifar10: {path} is not a CIFAR-10 batch (a "
+                         f"{type(batch).__name__}, expected a dict)")
+    # Python 2 pickles give str keys with encoding="latin1"; Python 3 ones may give bytes.
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
+        keys = sorted(map(repr, batch))
         raise ValueError(f"load_cifar10: {path} is not a CIFAR-10 batch "
-                         f"(keys {sorted(batch)}, expected 'data' and 'labels')")
-    data = np.asarray(batch["data"])
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(f"load_cifar10: {path} holds data of shape {data.shape}, "
-                         f"expected (N, 3072)")
+                         f"(keys {', '.join(keys) or 'none'}; expected 'data' and 'labels')")
+    data, labels = batch["data"], batch["labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3 * 32 * 32:
+        what = (f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray)
+                else type(data).__name__)
+        raise ValueError(f"load_cifar10: {path} holds data as {what}, expected a uint8 "
+                         f"array of shape (N, 3072)")
+    if isinstance(labels, np.ndarray):
+        ok = labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer)
+    else:
+        ok = isinstance(labels, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in labels)
+    if not ok:
+        raise ValueError(f"load_cifar10: {path} holds labels that are not a list of ints")
+    if len(labels) != len(data):
+        raise ValueError(f"load_cifar10: {path} holds {len(data)} images but {len(labels)} "
+                         f"labels; each image needs exactly one")
+    values = labels.tolist() if isinstance(labels, np.ndarray) else labels
+    bad = next((i for i, v in enumerate(values) if not 0 <= v < 10), None)
+    if bad is not None:
+        raise ValueError(f"load_cifar10: {path} holds label {values[bad]} at index {bad}; "
+                         "CIFAR-10 labels are in [0, 10)")
     X = data.reshape(-1, 3, 32, 32).astype(np.float32)
-    return X, np.asarray(batch["labels"], dtype=np.int32)
+    return X, np.array(values, dtype=np.int32).reshape(-1)
+
+
+def _latin1_encode(text, encoding="latin1"):
+    """What Python 3 pickles of ``bytes`` call (``_codecs.encode(text, "latin1")``),
+    for that one encoding only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refused _codecs.encode(..., {encoding!r})")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that can build nothing but a CIFAR batch: dicts, lists,
+    strings, numbers and NumPy arrays. Every other global (``os.system``,
+    ``builtins.eval``, any class) is refused before it is looked up, so no code
+    from the file can run."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # pickled by NumPy 1
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # pickled by NumPy 2
+        ("_codecs", "encode"): _latin1_encode,                     # bytes, protocol <= 2
+    }
+
+    def __init__(self, file):
+        super().__init__(file, encoding="latin1")
+
+    def find_class(self, module, name):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refused global {module}.{name} (a CIFAR-10 batch holds only arrays, "
+                "lists, strings and numbers)") from None
 
 
 def _as_dict(X, y, splits, subtract_mean):

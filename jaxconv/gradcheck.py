@@ -1,8 +1,19 @@
 """Gradient checking: is a hand-derived backward equal to autodiff's?
 
-The measure is CS231n's relative error, ``max |a - b| / max(1e-8, |a| + |b|)``.
 Three sources of gradients are compared: a ``custom_vjp`` rule, plain JAX autodiff
 of a reference implementation, and centered finite differences.
+
+Two measures (see :func:`norm_error`): CS231n's element-wise relative error
+``max |a - b| / max(1e-8, |a| + |b|)`` (:func:`rel_error`), reported for
+reference, and the norm-wise relative error ``||a - b|| / max(||a||, ||b||)``,
+by which :func:`compare` and ``jaxconv check`` judge. The element-wise measure
+cries wolf on correct code: where a gradient is exactly zero (an inactive SVM
+margin, a negative relu input, a max-pool window's losers) centered differences
+leave ~1e-12 of rounding, which it divides by its 1e-8 floor into ~1e-4. The
+norm-wise measure weighs each difference against the whole gradient, so that
+rounding stays ~1e-12, while a wrong rule (even one off by a factor 1 + 1e-6)
+still shows as large as it is. :func:`check_vjp` judges element-wise with an
+absolute floor scaled to the gradient: ``|a - b| <= atol + rtol * max(|b|, rms(b))``.
 
 Checking your own op::
 
@@ -38,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["rel_error", "numerical_grad", "numerical_vjp", "compare", "check_vjp"]
+__all__ = ["rel_error", "norm_error", "numerical_grad", "numerical_vjp", "compare", "check_vjp"]
 
 # Custom rule vs autodiff: no finite differences, so only rounding separates them.
 # Values chosen like JAX's own test tolerances, loosened for reassociated sums.
@@ -58,6 +69,22 @@ def rel_error(a, b) -> float:
     if a.size == 0:
         return 0.0
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+
+
+def norm_error(a, b) -> float:
+    """Norm-wise relative error ``||a - b||_2 / max(||a||_2, ||b||_2)`` (0 when both are 0).
+
+    Unlike :func:`rel_error` it does not blow up rounding on entries that are
+    exactly zero, and it reads as the relative size of the error: a gradient
+    scaled by ``1 + e`` gives ``e / (1 + e)``.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"norm_error: shapes differ, a.shape={a.shape}, b.shape={b.shape}")
+    scale = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)))
+    if scale == 0.0:
+        return 0.0
+    return float(np.linalg.norm(a - b) / scale)
 
 
 def _centered_differences(scalar_f, x, h):
@@ -127,7 +154,10 @@ def compare(name: str, *args, h: float | None = None, seed: int = 0, **hyper):
     and 1e-2 for lower precisions, and numerical errors of a few 1e-2 are normal.
 
     Returns:
-      ``{argument name: {"autodiff": err, "numerical": err}}``.
+      ``{argument name: {"autodiff": err, "numerical": err, "autodiff_rel_error":
+      err, "numerical_rel_error": err}}``: ``"autodiff"`` and ``"numerical"`` are
+      :func:`norm_error` (what to judge by: robust to exactly-zero gradient
+      entries), the ``_rel_error`` ones CS231n's :func:`rel_error` of the same pair.
     """
     import jaxconv
     custom = getattr(jaxconv, name)
@@ -151,8 +181,10 @@ def compare(name: str, *args, h: float | None = None, seed: int = 0, **hyper):
         g_auto = jax.jit(jax.grad(scalar_ref))(args[i])
         step = h if h is not None else _default_step(args[i].dtype)
         g_num = _centered_differences(scalar_ref, args[i], step)
-        report[names[i]] = {"autodiff": rel_error(g_custom, g_auto),
-                            "numerical": rel_error(g_custom, g_num)}
+        report[names[i]] = {"autodiff": norm_error(g_custom, g_auto),
+                            "numerical": norm_error(g_custom, g_num),
+                            "autodiff_rel_error": rel_error(g_custom, g_auto),
+                            "numerical_rel_error": rel_error(g_custom, g_num)}
     return report
 
 
@@ -165,22 +197,31 @@ def _default_tolerance(dtype):
 
 
 def _assert_close(what, a, b, rtol, atol):
-    """Raise naming ``what``, the worst element and both values."""
+    """Raise naming ``what``, the worst element and both values; return the norm error.
+
+    Element ``i`` passes when ``|a_i - b_i| <= atol + rtol * max(|b_i|, rms(b))``:
+    relative where the reference is large, and, where it is (nearly) zero, an
+    absolute floor scaled to the reference's root-mean-square size, so rounding
+    on exactly-zero entries of a large gradient is no false alarm.
+    """
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a64.shape != b64.shape:
         raise AssertionError(f"{what}: shapes differ, f gives {a64.shape}, f_ref {b64.shape}")
     if a64.size == 0:
         return 0.0
-    excess = np.abs(a64 - b64) - (atol + rtol * np.abs(b64))
+    finite = b64[np.isfinite(b64)]
+    rms = float(np.sqrt(np.mean(finite * finite))) if finite.size else 0.0
+    excess = np.abs(a64 - b64) - (atol + rtol * np.maximum(np.abs(b64), rms))
     excess = np.where(np.isnan(a64) != np.isnan(b64), np.inf, np.nan_to_num(excess, nan=-1.0))
     worst = np.unravel_index(np.argmax(excess), a64.shape)
     if excess[worst] > 0:
         raise AssertionError(
             f"{what}: worst element at index {tuple(int(i) for i in worst)}: "
             f"f gives {float(a64[worst])!r}, f_ref gives {float(b64[worst])!r} "
-            f"(|diff| = {abs(a64[worst] - b64[worst]):.3g}; rtol={rtol}, atol={atol}; "
-            f"rel_error over the array {rel_error(a64, b64):.3g})")
-    return rel_error(a64, b64)
+            f"(|diff| = {abs(a64[worst] - b64[worst]):.3g}; rtol={rtol}, atol={atol}, "
+            f"rms(f_ref)={rms:.3g}; norm_error {norm_error(a64, b64):.3g}, rel_error over "
+            f"the array {rel_error(a64, b64):.3g})")
+    return norm_error(a64, b64)
 
 
 def check_vjp(f, f_ref, *args, argnums=None, dtype=None, rtol=None, atol=None,
@@ -195,11 +236,15 @@ def check_vjp(f, f_ref, *args, argnums=None, dtype=None, rtol=None, atol=None,
       argnums: which positional arguments to differentiate; default all floating ones.
       dtype: cast the floating arguments to this dtype first (e.g. ``jnp.float64``).
       rtol, atol: tolerances; default by dtype (float64 1e-9, float32 1e-4,
-        bfloat16 5e-2, float16 1e-2 relative).
+        bfloat16 5e-2, float16 1e-2 relative). Element ``i`` passes when
+        ``|f_i - ref_i| <= atol + rtol * max(|ref_i|, rms(ref))``: the floor
+        scaled to the reference's root-mean-square keeps rounding on
+        exactly-zero entries of a large gradient from failing a correct rule.
       num_cotangents: how many random cotangents to pull back.
 
     Returns:
-      ``{argument name or index: worst rel_error}`` over all cotangents.
+      ``{argument name or index: worst norm_error}`` over all cotangents
+      (``||f - ref|| / max(||f||, ||ref||)``, see :func:`norm_error`).
 
     Raises:
       AssertionError: a forward output or a gradient is over tolerance; the

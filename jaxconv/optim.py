@@ -33,8 +33,8 @@ from optax import GradientTransformation
 
 from jaxconv import _checks
 
-__all__ = ["ScaleByLearningRateState", "adam", "rmsprop", "scale_by_learning_rate",
-           "sgd", "sgd_momentum"]
+__all__ = ["ScaleByLearningRateState", "adam", "decay_learning_rate", "learning_rate_states",
+           "rmsprop", "scale_by_learning_rate", "sgd", "sgd_momentum"]
 
 
 class ScaleByLearningRateState(NamedTuple):
@@ -161,10 +161,31 @@ def adam(learning_rate: optax.ScalarOrSchedule, beta1: float = 0.9, beta2: float
                        scale_by_learning_rate(learning_rate))
 
 
+def _is_lr_state(node) -> bool:
+    return isinstance(node, ScaleByLearningRateState)
+
+
+def learning_rate_states(opt_state) -> list[ScaleByLearningRateState]:
+    """Every :class:`ScaleByLearningRateState` in an optimizer state (none for
+    optimizers not built on :func:`scale_by_learning_rate`)."""
+    return [n for n in jax.tree.leaves(opt_state, is_leaf=_is_lr_state) if _is_lr_state(n)]
+
+
+@jax.jit
+def decay_learning_rate(opt_state, factor):
+    """``opt_state`` with the ``scale`` of every :class:`ScaleByLearningRateState`
+    multiplied by ``factor``: CS231n's ``config["learning_rate"] *= lr_decay``,
+    at the place each rule uses its learning rate (what the Solver's
+    ``lr_decay`` does at the end of every epoch)."""
+    return jax.tree.map(
+        lambda n: n._replace(scale=n.scale * jnp.asarray(factor, n.scale.dtype))
+        if _is_lr_state(n) else n, opt_state, is_leaf=_is_lr_state)
+
+
 def _check_rate(name: str, value, *, allow_zero: bool = False) -> None:
-    """A positive (or, with ``allow_zero``, non-negative) number, or a schedule."""
+    """A finite positive (or, with ``allow_zero``, non-negative) number, or a schedule."""
     if not callable(value):
-        _checks.real("optim", name, value, low=0.0, low_open=not allow_zero)
+        _checks.finite_real("optim", name, value, low=0.0, low_open=not allow_zero)
 
 
 def _check_unit(op: str, name: str, value) -> None:

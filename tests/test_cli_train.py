@@ -61,7 +61,8 @@ def test_checkpoint_dir_resumes(tmp_path, capsys):
     second = capsys.readouterr().out
     assert f"resuming from the checkpoint of epoch 1 in {tmp_path}" in second
     assert "parameters of epoch" in second
-    assert sorted(os.listdir(tmp_path)) == ["1", "2"]
+    assert sorted(os.listdir(tmp_path)) == ["jaxconv-checkpoints.json", "jaxconv-checkpoints.lock",
+                                            "jaxconv-epoch-000001", "jaxconv-epoch-000002"]
 
 
 def test_diverging_run_exits_1_with_the_step(capsys):
@@ -97,7 +98,8 @@ def test_distributed_two_processes(tmp_path):
         assert p.returncode == 0, err
     assert "2 cpu device(s)" in outputs[0][0]
     _accuracies(outputs[0][0])
-    assert os.path.isfile(tmp_path / "1" / "commit_success.txt")   # saved by both, together
+    # saved by both, together
+    assert os.path.isfile(tmp_path / "jaxconv-epoch-000001" / "commit_success.txt")
     # Only process 0 reports (gloo's own connection line aside).
     assert "jaxconv train" not in outputs[1][0] and "acc" not in outputs[1][0]
 
@@ -111,6 +113,10 @@ def test_distributed_two_processes(tmp_path):
     (["train", "--plot", "{tmp}/no/such/folder/x.png"], "folder {tmp}/no/such/folder"),
     (["train", "--plot", "{tmp}/x.jpg"], "must end in .png"),
     (["train", "--process-id", "1"], "only make sense with --distributed"),
+    # issue 10: non-finite rates, seeds JAX would fold, an output folder that is not there
+    (["train", "--lr", "inf"], "--lr: must be > 0 and finite, got inf"),
+    (["train", "--seed", str(2 ** 70)], "--seed: must be in [0, 2**32)"),
+    (["bench", "--json", "{tmp}/missing/x.json"], "folder {tmp}/missing does not exist"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
     argv = [a.format(tmp=tmp_path) for a in argv]

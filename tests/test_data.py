@@ -113,3 +113,144 @@ def test_cifar10_not_a_batch(tmp_path):
         pickle.dump({"rows": []}, f)
     with pytest.raises(ValueError, match="test_batch is not a CIFAR-10 batch"):
         data.load_cifar10(tmp_path, num_training=25, num_validation=5, num_test=4)
+
+
+# --- issue 10: data files never run code; every batch validated; one-line errors -------
+
+class _Payload:
+    """Unpickling this runs ``os.system(command)`` under a plain ``pickle.load``."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+class _EvalPayload(_Payload):
+    def __reduce__(self):
+        import builtins
+        return builtins.exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def _malicious(marker, protocol, where):
+    """A pickle whose payload would create ``marker``: as the whole batch, inside
+    the dict, or in a numpy object array in place of the data."""
+    payload = _Payload(f"touch {marker}")
+    if where == "top":
+        obj = payload
+    elif where == "dict":
+        obj = {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1], "batch_label": payload}
+    elif where == "exec":
+        obj = _EvalPayload("")
+        obj.marker = str(marker)
+    else:
+        holder = np.empty(1, dtype=object)
+        holder[0] = payload
+        obj = {"data": holder, "labels": [0]}
+    return pickle.dumps(obj, protocol=protocol)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+@pytest.mark.parametrize("where", ["top", "dict", "exec", "object-array"])
+def test_crafted_pickle_runs_nothing(tmp_path, protocol, where):
+    folder = tmp_path / "cifar"
+    _write_cifar(folder)
+    marker = tmp_path / "PWNED"
+    blob = _malicious(marker, protocol, where)
+    (folder / "data_batch_2").write_bytes(blob)
+    with pytest.raises(ValueError) as info:
+        data.load_cifar10(folder, num_training=25, num_validation=5, num_test=4)
+    message = str(info.value)
+    assert "data_batch_2" in message and "refused global" in message
+    assert "\n" not in message
+    assert not marker.exists()
+
+
+def test_crafted_pickle_would_run_under_plain_pickle(tmp_path):
+    # The oracle for the test above: the same bytes DO run code when unpickled naively.
+    marker = tmp_path / "PWNED"
+    pickle.loads(_malicious(marker, 2, "dict"))
+    assert marker.exists()
+
+
+def test_crafted_pickle_through_the_cli(tmp_path):
+    import subprocess
+    import sys
+    folder = tmp_path / "cifar"
+    _write_cifar(folder)
+    marker = tmp_path / "PWNED"
+    (folder / "test_batch").write_bytes(_malicious(marker, 2, "top"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "jaxconv.cli", "train", "--data", "cifar10",
+                           "--data-dir", str(folder), "--epochs", "1"],
+                          env=dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "test_batch" in done.stderr, done.stderr
+    assert "refused global posix.system" in done.stderr or "refused global os.system" \
+        in done.stderr, done.stderr
+    assert not marker.exists()
+
+
+def _rewrite(folder, name, **changes):
+    """Rewrite one batch of a fake CIFAR folder with some entries changed (None: removed)."""
+    rng = np.random.default_rng(5)
+    batch = {"batch_label": name, "data": rng.integers(0, 256, (6, 3072), np.uint8),
+             "labels": [int(v) for v in rng.integers(0, 10, 6)]}
+    for key, value in changes.items():
+        if value is None:
+            del batch[key]
+        else:
+            batch[key] = value
+    with open(os.path.join(folder, name), "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(labels=[1, 2, 3, 4, 5]), "6 images but 5 labels"),                   # finding 5
+    (dict(labels=[1, 2, 3, 4, 5, 6, 7]), "6 images but 7 labels"),
+    (dict(labels=[1, 2, 10, 4, 5, 6]), "label 10 at index 2"),
+    (dict(labels=[1, 2, 3, -1, 5, 6]), "label -1 at index 3"),
+    (dict(labels=np.array([1, 2, 3, 4, 5, 2 ** 33 + 1])), "label 8589934593 at index 5"),
+    (dict(labels=[1.0, 2, 3, 4, 5, 6]), "labels that are not a list of ints"),
+    (dict(labels=[True, 2, 3, 4, 5, 6]), "labels that are not a list of ints"),
+    (dict(labels="012345"), "labels that are not a list of ints"),
+    (dict(data=np.zeros((6, 3072), np.float32)), "float32 array of shape (6, 3072)"),
+    (dict(data=np.zeros((6, 3071), np.uint8)), "uint8 array of shape (6, 3071)"),
+    (dict(data=[[0] * 3072] * 6), "holds data as list"),
+    (dict(data=None), "keys 'batch_label', 'labels'"),
+])
+def test_bad_batches_are_named_in_one_line(tmp_path, changes, message):
+    _write_cifar(tmp_path)
+    _rewrite(tmp_path, "data_batch_4", **changes)
+    with pytest.raises(ValueError) as info:
+        data.load_cifar10(tmp_path, num_training=25, num_validation=5, num_test=4)
+    assert message in str(info.value) and "data_batch_4" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "not a dict"])
+def test_corrupt_pickles_are_one_line_value_errors(tmp_path, damage):
+    _write_cifar(tmp_path)
+    path = tmp_path / "data_batch_1"
+    blob = path.read_bytes()
+    path.write_bytes({"truncated": blob[:len(blob) // 2], "empty": b"",
+                      "garbage": b"\x80\x04not a pickle at all",
+                      "not a dict": pickle.dumps([1, 2, 3])}[damage])
+    with pytest.raises(ValueError) as info:
+        data.load_cifar10(tmp_path, num_training=25, num_validation=5, num_test=4)
+    assert "data_batch_1" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bytes_keys_and_label_arrays_are_accepted(tmp_path):
+    # The official files read with encoding="bytes" have bytes keys; NumPy label arrays too.
+    written = _write_cifar(tmp_path)
+    with open(tmp_path / "data_batch_1", "wb") as f:
+        batch = written["data_batch_1"]
+        pickle.dump({b"data": batch["data"], b"labels": np.array(batch["labels"], np.int64)}, f,
+                    protocol=4)
+    d = data.load_cifar10(tmp_path, num_training=25, num_validation=5, num_test=4,
+                          subtract_mean=False)
+    np.testing.assert_array_equal(d["y_train"][:6], batch["labels"])
+    np.testing.assert_array_equal(d["X_train"][:6].reshape(6, -1), batch["data"])

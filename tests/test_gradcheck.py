@@ -55,7 +55,7 @@ def test_compare_report_structure_and_seed():
     report = compare("conv2d", x, w, None, stride=2, impl="naive")   # no bias: no "b" entry
     assert list(report) == ["x", "w"]
     for errs in report.values():
-        assert set(errs) == {"autodiff", "numerical"}
+        assert set(errs) == {"autodiff", "numerical", "autodiff_rel_error", "numerical_rel_error"}
         assert all(isinstance(e, float) for e in errs.values())
         assert errs["autodiff"] < 1e-10 and errs["numerical"] < 1e-6
     # the cotangent comes from its own key: same seed, same report; another seed,
@@ -83,9 +83,12 @@ def _avg_pool_wrong_backward():
 def test_compare_catches_a_wrong_backward(monkeypatch):
     monkeypatch.setattr(jaxconv, "avg_pool2d", _avg_pool_wrong_backward())
     report = compare("avg_pool2d", randn(37, 1, 2, 4, 4), pool=2)
-    # a factor 4 off: |4a - a| / (4|a| + |a|) = 3/5 everywhere
-    assert report["x"]["autodiff"] == pytest.approx(0.6)
-    assert report["x"]["numerical"] == pytest.approx(0.6, rel=1e-6)
+    # a factor 4 off: |4a - a| / (4|a| + |a|) = 3/5 everywhere (CS231n's measure),
+    # ||4a - a|| / ||4a|| = 3/4 norm-wise
+    assert report["x"]["autodiff_rel_error"] == pytest.approx(0.6)
+    assert report["x"]["numerical_rel_error"] == pytest.approx(0.6, rel=1e-6)
+    assert report["x"]["autodiff"] == pytest.approx(0.75)
+    assert report["x"]["numerical"] == pytest.approx(0.75, rel=1e-6)
 
 
 # --- check_vjp ----------------------------------------------------------------------
@@ -173,5 +176,99 @@ def test_compare_picks_a_usable_step_for_float32():
     default = compare("conv2d", x, w, None, stride=2, pad=1)
     tiny_step = compare("conv2d", x, w, None, stride=2, pad=1, h=1e-5)
     assert max(r["numerical"] for r in default.values()) < 5e-2, default
-    assert max(r["numerical"] for r in tiny_step.values()) > 0.1, tiny_step
+    assert max(r["numerical_rel_error"] for r in default.values()) < 5e-2, default
+    assert max(r["numerical_rel_error"] for r in tiny_step.values()) > 0.1, tiny_step
+    assert max(r["numerical"] for r in tiny_step.values()) > 1e-2, tiny_step
     assert max(r["autodiff"] for r in default.values()) < 1e-4, default
+
+
+# --- issue 10 finding 11: no false alarms on exactly-zero entries, bugs still caught --------
+
+def test_norm_error_by_hand():
+    assert gradcheck.norm_error([3.0, 0.0], [3.0, 4.0]) == pytest.approx(4 / 5)
+    assert gradcheck.norm_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert gradcheck.norm_error([1.0, 1e-12], [1.0, 0.0]) == pytest.approx(1e-12)
+    assert rel_error([1.0, 1e-12], [1.0, 0.0]) == pytest.approx(1e-4)   # CS231n's, for contrast
+    assert gradcheck.norm_error(np.ones(4) * (1 + 1e-6), np.ones(4)) == pytest.approx(1e-6, 1e-5)
+
+
+def _svm_scores_with_inactive_margins():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((8, 6)), rng.integers(0, 6, 8)
+
+
+@pytest.mark.parametrize("op, args, hyper", [
+    ("svm_loss", _svm_scores_with_inactive_margins(), {}),
+    ("relu", (100 * randn(1, 16, 16),), {}),                       # half the inputs negative
+    ("max_pool2d", (randn(2, 2, 2, 8, 8),), {"pool": 2}),          # 3 of 4 window entries lose
+    ("max_pool2d", (randn(3, 1, 2, 7, 7),), {"pool": 3, "stride": 2}),
+])
+def test_compare_does_not_cry_wolf_on_zero_gradient_entries(op, args, hyper):
+    from jaxconv.check import TOLERANCES
+    tol_auto, tol_num, h = TOLERANCES["float64"]
+    report = compare(op, *args, h=h, **hyper)
+    for errors in report.values():
+        assert errors["autodiff"] <= tol_auto and errors["numerical"] <= tol_num, report
+    if op == "svm_loss":   # CS231n's element-wise measure raised the false alarm here
+        assert report["scores"]["numerical_rel_error"] > tol_num
+
+
+def _scaled_svm(factor):
+    """jc.svm_loss's forward with its own backward scaled by ``factor``."""
+    forward = jc.svm_loss                   # bound now, before the monkeypatch
+
+    @jax.custom_vjp
+    def scaled(s, y):
+        return forward(s, y)
+
+    def fwd(s, y):
+        out, pull = jax.vjp(lambda s: forward(s, y), s)
+        return out, pull
+
+    def bwd(pull, g):
+        return (pull(g)[0] * factor, None)
+
+    scaled.defvjp(fwd, bwd)
+    return lambda s, y, margin=1.0: scaled(s, y)
+
+
+def test_compare_still_catches_a_bug_of_one_part_in_a_million(monkeypatch):
+    from jaxconv.check import TOLERANCES
+    tol_auto, _, h = TOLERANCES["float64"]
+    scores, labels = _svm_scores_with_inactive_margins()
+    monkeypatch.setattr(jaxconv, "svm_loss", _scaled_svm(1.0))     # the harness itself
+    honest = compare("svm_loss", scores, labels, h=h)["scores"]
+    assert honest["autodiff"] < 1e-15 and honest["numerical"] < 1e-9
+    monkeypatch.setattr(jaxconv, "svm_loss", _scaled_svm(1 + 1e-6))
+    bug = compare("svm_loss", scores, labels, h=h)["scores"]
+    assert bug["autodiff"] == pytest.approx(1e-6, rel=1e-3) and bug["autodiff"] > tol_auto
+    assert bug["numerical"] == pytest.approx(1e-6, rel=1e-2)
+    assert bug["numerical"] > 100 * honest["numerical"]
+
+
+def _cos_op(bug=1.0):
+    """1e6 * sum(sin(x)) with the derivative written as sin(pi/2 - x): exactly
+    cos(x) in real numbers, exactly 0.0 at x = pi/2 where jnp.cos gives 6e-17."""
+    @jax.custom_vjp
+    def op(x):
+        return 1e6 * jnp.sum(jnp.sin(x))
+
+    def bwd(x, g):
+        return (g * 1e6 * jnp.sin(jnp.pi / 2 - x) * bug,)
+
+    op.defvjp(lambda x: (op(x), x), bwd)
+    return op
+
+
+def _cos_ref(x):
+    return 1e6 * jnp.sum(jnp.sin(x))
+
+
+def test_check_vjp_floor_scales_with_the_gradient():
+    x = jnp.array([0.3, np.pi / 2, -1.0, -np.pi / 2, 2.0])
+    worst = check_vjp(_cos_op(), _cos_ref, x)      # 6e-11 of rounding on a zero: no alarm
+    assert worst["x"] < 1e-15
+    with pytest.raises(AssertionError, match=r"gradient of argument 'x'"):
+        check_vjp(_cos_op(1 + 1e-6), _cos_ref, x)  # one part in a million: caught
+    with pytest.raises(AssertionError, match=r"gradient of argument 'x'"):
+        check_vjp(_cos_op(1 + 1e-3), _cos_ref, x, dtype=jnp.float32)

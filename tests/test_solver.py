@@ -125,21 +125,29 @@ def test_resume_equals_uninterrupted(small, uninterrupted, tmp_path):
     assert resumed.best_val_acc == uninterrupted.best_val_acc
 
 
+def _ours(folder):
+    """The checkpoint folders jaxconv wrote, by name."""
+    return sorted(s for s in os.listdir(folder) if s.startswith("jaxconv-epoch-"))
+
+
 def test_half_written_checkpoint_is_ignored(small, uninterrupted, tmp_path):
     _solver(small, num_epochs=2, checkpoint_dir=tmp_path).train()
+    two = tmp_path / "jaxconv-epoch-000002"
     # What a kill mid-save leaves: orbax's temporary folder (atomic rename), and
     # on filesystems without rename a step folder with no commit_success.txt.
-    shutil.copytree(tmp_path / "2", tmp_path / "3.orbax-checkpoint-tmp-1234")
-    shutil.copytree(tmp_path / "2", tmp_path / "4")
-    os.remove(tmp_path / "4" / "commit_success.txt")
-    with open(tmp_path / "4" / "train" / "garbage", "w") as f:
+    shutil.copytree(two, tmp_path / "jaxconv-epoch-000003.orbax-checkpoint-tmp-1234")
+    shutil.copytree(two, tmp_path / "jaxconv-epoch-000004")
+    os.remove(tmp_path / "jaxconv-epoch-000004" / "commit_success.txt")
+    with open(tmp_path / "jaxconv-epoch-000004" / "train" / "garbage", "w") as f:
         f.write("half a save")
     resumed = _solver(small, num_epochs=4, checkpoint_dir=tmp_path)
     assert resumed.epoch == 2
     resumed.train()
     _assert_trees_equal(resumed.params, uninterrupted.params)
-    assert sorted(os.listdir(tmp_path)) == ["2", "3", "4"]   # max_to_keep=3, leftovers gone
-    assert all(os.path.isfile(tmp_path / s / "commit_success.txt") for s in "234")
+    # keep 3, leftovers gone (and the half-written epoch 4 replaced by a whole one)
+    assert _ours(tmp_path) == [f"jaxconv-epoch-00000{e}" for e in (2, 3, 4)]
+    assert all(os.path.isfile(tmp_path / s / "commit_success.txt") for s in _ours(tmp_path))
+    assert not os.path.exists(tmp_path / "jaxconv-epoch-000004" / "train" / "garbage")
 
 
 def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(small, tmp_path):
@@ -154,9 +162,9 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(small
     assert isinstance(info.value, FloatingPointError) and info.value.iteration == 27
     assert "epoch 2" in str(info.value) and str(tmp_path) in str(info.value)
     assert len(solver.loss_history) == 26
-    complete = sorted(s for s in os.listdir(tmp_path)
+    complete = sorted(s for s in _ours(tmp_path)
                       if os.path.isfile(tmp_path / s / "commit_success.txt"))
-    assert complete == ["1", "2"]
+    assert complete == ["jaxconv-epoch-000001", "jaxconv-epoch-000002"]
     survivor = _solver(small, optimizer=poisoned, lr_decay=1.0, num_epochs=5,
                        checkpoint_dir=tmp_path)
     assert survivor.epoch == 2 and len(survivor.loss_history) == 20
@@ -213,8 +221,6 @@ def test_verbose_shows_progress(small, capfd):
     (dict(num_epochs=-1), "num_epochs"),
     (dict(lr_decay=0.0), "lr_decay"),
     (dict(data={"X_train": np.zeros((4, 64))}), "missing"),
-    (dict(data={"X_train": np.zeros((4, 64)), "y_train": np.zeros(4),
-                "X_val": np.zeros((4, 64)), "y_val": np.zeros(4, int)}), "integer labels"),
     (dict(data={"X_train": np.zeros((4, 64)), "y_train": np.zeros(3, int),
                 "X_val": np.zeros((4, 64)), "y_val": np.zeros(4, int)}), "y_train"),
 ])
@@ -222,3 +228,10 @@ def test_bad_arguments(small, change, match):
     data_ = change.pop("data", small)
     with pytest.raises(ValueError, match=match):
         _solver(data_, **change)
+
+
+def test_float_labels_are_a_type_error(small):
+    # A wrong kind is a TypeError (SPEC section 1); it was a ValueError before issue 10.
+    with pytest.raises(TypeError, match="y_train must hold integer class labels"):
+        _solver({"X_train": np.zeros((4, 64)), "y_train": np.zeros(4),
+                 "X_val": np.zeros((4, 64)), "y_val": np.zeros(4, int)}, batch_size=2)
