@@ -23,8 +23,9 @@ import dataclasses
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv import _checks
-from jaxconv._patches import pad_spatial, padded_hw, place_windows, window_slices
+from jaxconv import _checks, _geometry
+from jaxconv._geometry import Layout, Window
+from jaxconv._patches import pad_spatial, place_windows, taps, unpad, window_slices
 from jaxconv._vjp import custom_vjp_op
 
 IMPLS = ("xla", "im2col", "naive")
@@ -32,33 +33,33 @@ IMPLS = ("xla", "im2col", "naive")
 
 @dataclasses.dataclass(frozen=True)
 class ConvConfig:
-    stride: tuple[int, int]
-    pad: tuple[int, int]
-    layout: str
+    layout: Layout
     impl: str
-    x_hw: tuple[int, int]
-    window: tuple[int, int]
-    out_hw: tuple[int, int]
+    window: Window
 
     @property
-    def remainder(self) -> tuple[int, int]:
-        """Padded rows/columns past the last window (they get zero gradient)."""
-        return tuple(n + 2 * p - ((o - 1) * s + k) for n, p, o, s, k in
-                     zip(self.x_hw, self.pad, self.out_hw, self.stride, self.window))
+    def stride(self):
+        return self.window.stride
+
+    @property
+    def pad(self):
+        return self.window.pad
+
+    @property
+    def remainder(self):
+        return self.window.remainder
 
 
 def conv_config(x, w, b, *, stride, pad, layout, impl, op="conv2d"):
     """Validate conv2d's inputs (trace time) and build its static config."""
-    layout = _checks.choice(op, "layout", layout, _checks.LAYOUTS)
+    layout = _checks.choice(op, "layout", layout, _geometry.LAYOUTS[2])
     impl = _checks.choice(op, "impl", impl, IMPLS)
     x = _checks.array(op, "x", x, ndim=4)
     w = _checks.array(op, "w", w, ndim=4)
+    lay = Layout(layout)
     shapes = f"x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}"
-    if layout == "NCHW":
-        n_filters, w_channels, kh, kw = w.shape
-    else:
-        kh, kw, w_channels, n_filters = w.shape
-    channels = x.shape[_checks.channel_axis(layout)]
+    n_filters, w_channels = w.shape[lay.weight_out_axis], w.shape[lay.weight_in_axis]
+    channels = x.shape[lay.channel_axis]
     if channels != w_channels:
         raise ValueError(f"{op}: x has {channels} channels but w expects {w_channels} "
                          f"({shapes}, layout={layout!r})")
@@ -68,23 +69,18 @@ def conv_config(x, w, b, *, stride, pad, layout, impl, op="conv2d"):
             raise ValueError(f"{op}: b must have shape ({n_filters},), one per filter, "
                              f"got b.shape={tuple(b.shape)} ({shapes})")
     _checks.same_dtype(op, x=x, w=w, b=b)
-    stride = _checks.pair(op, "stride", stride, minimum=1)
-    pad = _checks.pair(op, "pad", pad, minimum=0)
-    h_axis, w_axis = _checks.spatial_axes(layout)
-    x_hw = (x.shape[h_axis], x.shape[w_axis])
-    out_hw = _checks.out_size(op, "kernel", x_hw, (kh, kw), stride, pad, shapes)
-    config = ConvConfig(stride, pad, layout, impl, x_hw, (kh, kw), out_hw)
-    return x, w, b, config
+    window = _geometry.window(op, in_size=lay.spatial(x.shape), kernel=lay.kernel(w.shape),
+                              stride=stride, pad=pad, shapes=shapes,
+                              outer=x.shape[0] * max(channels, n_filters))
+    return x, w, b, ConvConfig(lay, impl, window)
 
 
 def _add_bias(out, b, layout):
-    if b is None:
-        return out
-    return out + (b[:, None, None] if layout == "NCHW" else b)
+    return out if b is None else out + b.reshape(layout.channel_shape())
 
 
 def _bias_grad(g, layout):
-    return g.sum(axis=(0, 2, 3) if layout == "NCHW" else (0, 1, 2))
+    return g.sum(axis=tuple(a for a in range(g.ndim) if a != layout.channel_axis))
 
 
 # The three impls below differ only in how they compute the sums of the module
@@ -100,8 +96,8 @@ _DIMS = {  # dimension numbers (lhs, rhs, out) of the forward, dx and dw convs
 
 
 def _xla_forward(c: ConvConfig, x, w):
-    return lax.conv_general_dilated(x, w, c.stride, [(p, p) for p in c.pad],
-                                    dimension_numbers=_DIMS[c.layout]["fwd"])
+    return lax.conv_general_dilated(x, w, c.stride, c.pad,
+                                    dimension_numbers=_DIMS[c.layout.name]["fwd"])
 
 
 def _xla_backward(c: ConvConfig, x, w, g):
@@ -113,15 +109,14 @@ def _xla_backward(c: ConvConfig, x, w, g):
     and a polyphase split (stride**2 small stride-1 convs) ~3x slower.
     dw: the correlation of xp with g, g dilated by the stride (``rhs_dilation``).
     """
-    h_axis, w_axis = _checks.spatial_axes(c.layout)
-    w_flipped = lax.rev(w, (h_axis, w_axis) if c.layout == "NCHW" else (0, 1))
+    w_flipped = lax.rev(w, c.layout.weight_spatial_axes)
     dx = lax.conv_general_dilated(
         g, w_flipped, (1, 1),
-        [(k - 1 - p, k - 1 - p + r) for k, p, r in zip(c.window, c.pad, c.remainder)],
-        lhs_dilation=c.stride, dimension_numbers=_DIMS[c.layout]["dx"])
-    dw = lax.conv_general_dilated(x, g, (1, 1), [(p, p - r) for p, r in zip(c.pad, c.remainder)],
+        [(k - 1 - lo, k - 1 - hi + r) for k, (lo, hi), r in zip(c.window.kernel, c.pad, c.remainder)],
+        lhs_dilation=c.stride, dimension_numbers=_DIMS[c.layout.name]["dx"])
+    dw = lax.conv_general_dilated(x, g, (1, 1), [(lo, hi - r) for (lo, hi), r in zip(c.pad, c.remainder)],
                                   rhs_dilation=c.stride,
-                                  dimension_numbers=_DIMS[c.layout]["dw"])
+                                  dimension_numbers=_DIMS[c.layout.name]["dw"])
     return dx, dw
 
 
@@ -132,44 +127,44 @@ def _xla_backward(c: ConvConfig, x, w, g):
 
 def _patch_matrix(c: ConvConfig, x):
     xp = pad_spatial(x, c.pad, c.layout)
-    slices = list(window_slices(xp, c.window, c.stride, c.out_hw, c.layout))
-    if c.layout == "NCHW":
+    slices = list(window_slices(xp, c.window, c.layout))
+    if c.layout.name == "NCHW":
         n, ch = x.shape[:2]
         return jnp.stack(slices, axis=2).reshape(n, ch * len(slices), -1)
     return jnp.stack(slices, axis=3).reshape(-1, len(slices) * x.shape[3])
 
 
 def _weight_matrix(c: ConvConfig, w):
-    return w.reshape(w.shape[0], -1) if c.layout == "NCHW" else w.reshape(-1, w.shape[3])
+    return w.reshape(w.shape[0], -1) if c.layout.name == "NCHW" else w.reshape(-1, w.shape[3])
 
 
 def _im2col_forward(c: ConvConfig, x, w):
     patches, wm = _patch_matrix(c, x), _weight_matrix(c, w)
-    if c.layout == "NCHW":
-        return jnp.einsum("fk,nkp->nfp", wm, patches).reshape(x.shape[0], -1, *c.out_hw)
-    return (patches @ wm).reshape(x.shape[0], *c.out_hw, -1)
+    if c.layout.name == "NCHW":
+        return jnp.einsum("fk,nkp->nfp", wm, patches).reshape(x.shape[0], -1, *c.window.out_size)
+    return (patches @ wm).reshape(x.shape[0], *c.window.out_size, -1)
 
 
 def _im2col_backward(c: ConvConfig, x, w, g):
     patches, wm = _patch_matrix(c, x), _weight_matrix(c, w)
-    n, kk = x.shape[0], c.window[0] * c.window[1]
-    if c.layout == "NCHW":
+    n, kk = x.shape[0], c.window.taps
+    if c.layout.name == "NCHW":
         gm = g.reshape(n, g.shape[1], -1)                           # (N, F, Ho*Wo)
         dw = jnp.einsum("nfp,nkp->fk", gm, patches).reshape(w.shape)
         dpatches = jnp.einsum("fk,nfp->nkp", wm, gm)                # (N, C*KH*KW, Ho*Wo)
-        pieces = jnp.moveaxis(dpatches.reshape(n, x.shape[1], kk, *c.out_hw), 2, 0)
+        pieces = jnp.moveaxis(dpatches.reshape(n, x.shape[1], kk, *c.window.out_size), 2, 0)
     else:
         gm = g.reshape(-1, g.shape[3])                              # (N*Ho*Wo, F)
         dw = (patches.T @ gm).reshape(w.shape)
         dpatches = gm @ wm.T                                        # (N*Ho*Wo, KH*KW*C)
-        pieces = jnp.moveaxis(dpatches.reshape(n, *c.out_hw, kk, x.shape[3]), 3, 0)
+        pieces = jnp.moveaxis(dpatches.reshape(n, *c.window.out_size, kk, x.shape[3]), 3, 0)
     return _col2im(c, pieces), dw
 
 
 def _col2im(c: ConvConfig, pieces):
     """Scatter-add per-offset pieces into the padded image, then drop the padding."""
-    xp = place_windows(pieces, padded_hw(c.x_hw, c.pad), c.window, c.stride, c.layout)
-    return pad_spatial(xp, (-c.pad[0], -c.pad[1]), c.layout)
+    xp = place_windows(pieces, c.window, c.layout)
+    return pad_spatial(xp, unpad(c.pad), c.layout)
 
 
 # --- naive: the sums over kernel offsets, one small contraction each ----------
@@ -178,25 +173,25 @@ _NAIVE = {"NCHW": ("nchw,fc->nfhw", "nfhw,nchw->fc", "nfhw,fc->nchw"),
 
 
 def _kernel_tap(c: ConvConfig, w, i, j):
-    return w[:, :, i, j] if c.layout == "NCHW" else w[i, j]
+    return w[:, :, i, j] if c.layout.name == "NCHW" else w[i, j]
 
 
 def _taps(c: ConvConfig):
-    return [(i, j) for i in range(c.window[0]) for j in range(c.window[1])]
+    return taps(c.window)
 
 
 def _naive_forward(c: ConvConfig, x, w):
-    slices = window_slices(pad_spatial(x, c.pad, c.layout), c.window, c.stride, c.out_hw, c.layout)
-    return sum(jnp.einsum(_NAIVE[c.layout][0], s, _kernel_tap(c, w, i, j))
+    slices = window_slices(pad_spatial(x, c.pad, c.layout), c.window, c.layout)
+    return sum(jnp.einsum(_NAIVE[c.layout.name][0], s, _kernel_tap(c, w, i, j))
                for (i, j), s in zip(_taps(c), slices))
 
 
 def _naive_backward(c: ConvConfig, x, w, g):
-    slices = window_slices(pad_spatial(x, c.pad, c.layout), c.window, c.stride, c.out_hw, c.layout)
-    taps = [jnp.einsum(_NAIVE[c.layout][1], g, s) for s in slices]      # each (F, C) / (C, F)
-    dw = jnp.stack(taps, axis=-1).reshape(*taps[0].shape, *c.window)
-    dw = dw if c.layout == "NCHW" else jnp.moveaxis(dw, (2, 3), (0, 1))
-    pieces = (jnp.einsum(_NAIVE[c.layout][2], g, _kernel_tap(c, w, i, j)) for i, j in _taps(c))
+    slices = window_slices(pad_spatial(x, c.pad, c.layout), c.window, c.layout)
+    taps = [jnp.einsum(_NAIVE[c.layout.name][1], g, s) for s in slices]      # each (F, C) / (C, F)
+    dw = jnp.stack(taps, axis=-1).reshape(*taps[0].shape, *c.window.kernel)
+    dw = dw if c.layout.name == "NCHW" else jnp.moveaxis(dw, (2, 3), (0, 1))
+    pieces = (jnp.einsum(_NAIVE[c.layout.name][2], g, _kernel_tap(c, w, i, j)) for i, j in _taps(c))
     return _col2im(c, pieces), dw
 
 

@@ -28,7 +28,7 @@ def conv2d(x, w, b=None, *, stride=1, pad=0, layout="NCHW", impl="xla"):
     """Twin of :func:`jaxconv.conv2d` (``impl`` is validated, then ignored)."""
     x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, layout=layout, impl=impl)
     dims = ("NCHW", "OIHW", "NCHW") if layout == "NCHW" else ("NHWC", "HWIO", "NHWC")
-    out = lax.conv_general_dilated(x, w, c.stride, [(p, p) for p in c.pad],
+    out = lax.conv_general_dilated(x, w, c.stride, c.pad,
                                    dimension_numbers=dims)
     if b is None:
         return out
@@ -38,7 +38,7 @@ def conv2d(x, w, b=None, *, stride=1, pad=0, layout="NCHW", impl="xla"):
 def _reduce_window(x, c, init, reducer):
     window = [1, 1, 1, 1]
     strides = [1, 1, 1, 1]
-    for axis, k, s in zip(_checks.spatial_axes(c.layout), c.pool, c.stride):
+    for axis, k, s in zip(c.layout.spatial_axes, c.pool, c.stride):
         window[axis], strides[axis] = k, s
     return lax.reduce_window(x, init, reducer, window, strides, "VALID")
 
