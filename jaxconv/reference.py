@@ -21,6 +21,8 @@ from jaxconv._dropout import dropout_config, keep_mask
 from jaxconv._loss import loss_inputs, nan_unless_valid, svm_config
 from jaxconv._norm import (accumulation_dtype, batch_norm_config, group_norm_config,
                            layer_norm_config)
+from jaxconv._patches import _im2col_args
+from jaxconv._patches import col2im as col2im_op
 from jaxconv._pool import pool_config
 
 
@@ -245,3 +247,39 @@ def svm_loss(scores, y, *, margin=1.0):
     hinge = jnp.where(~(margins <= 0), margins, 0)      # NaN stays in, kink is flat
     valid = nan_unless_valid(y, classes, acc)
     return (jnp.sum(hinge) / n * valid).astype(scores.dtype)
+
+
+# --- patch utilities -----------------------------------------------------------------
+# The seeds' fancy-indexing formulation (one gather; its adjoint one scatter-add),
+# independent of jaxconv's strided slices: autodiff of im2col is a scatter-add and
+# col2im is its adjoint, so each checks the other's hand-built counterpart.
+
+def _patch_index(x_shape, window, stride, out_hw):
+    """Channel, row and column of the padded input under each (row, column) of cols."""
+    c, (kh, kw), (sh, sw), (ho, wo) = x_shape[1], window, stride, out_hw
+    channel, i, j = (a.reshape(-1, 1) for a in np.meshgrid(
+        np.arange(c), np.arange(kh), np.arange(kw), indexing="ij"))
+    y, x = (a.reshape(1, -1) for a in np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"))
+    return channel, i + sh * y, j + sw * x
+
+
+def im2col(x, kh, kw, *, stride=1, pad=0):
+    """Twin of :func:`jaxconv.im2col`: ``x_padded[:, channel, row, col]`` (one gather)."""
+    x = _checks.array("im2col", "x", x, ndim=4)
+    window, stride, pad, out_hw = _im2col_args("im2col", x.shape, kh, kw, stride, pad)
+    xp = jnp.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    cols = xp[:, *_patch_index(x.shape, window, stride, out_hw)]        # (N, C*KH*KW, L)
+    return cols.transpose(1, 2, 0).reshape(cols.shape[1], -1)
+
+
+def col2im(cols, x_shape, kh, kw, *, stride=1, pad=0):
+    """Twin of :func:`jaxconv.col2im`: one scatter-add (``.at[].add``) of the columns."""
+    cols = _checks.array("col2im", "cols", cols, ndim=2)
+    jax.eval_shape(lambda c: col2im_op(c, x_shape, kh, kw, stride=stride, pad=pad), cols)
+    x_shape = tuple(int(d) for d in x_shape)
+    window, stride, pad, out_hw = _im2col_args("col2im", x_shape, kh, kw, stride, pad)
+    n, c, h, w = x_shape
+    values = cols.reshape(cols.shape[0], -1, n).transpose(2, 0, 1)      # (N, C*KH*KW, L)
+    xp = jnp.zeros((n, c, h + 2 * pad[0], w + 2 * pad[1]), cols.dtype)
+    xp = xp.at[:, *_patch_index(x_shape, window, stride, out_hw)].add(values)
+    return xp[:, :, pad[0]:pad[0] + h, pad[1]:pad[1] + w]
