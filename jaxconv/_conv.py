@@ -122,7 +122,8 @@ def _conv_primal(c: ConvConfig, x, w, b):
 
 
 def _conv_fwd(c: ConvConfig, x, w, b):
-    return _conv_primal(c, x, w, b), (x, w)
+    # the closed op, not the bare kernel: grad-of-grad differentiates this function
+    return _add_bias(forward_op(c, x, w), b, c.layout), (x, w)
 
 
 def _conv_bwd(c: ConvConfig, residuals, g):
@@ -140,7 +141,7 @@ def _conv_transpose_primal(c: ConvConfig, x, w, b):
 
 
 def _conv_transpose_fwd(c: ConvConfig, x, w, b):
-    return _conv_transpose_primal(c, x, w, b), (x, w)
+    return _add_bias(input_grad_op(c, x, w), b, c.layout), (x, w)
 
 
 def _conv_transpose_bwd(c: ConvConfig, residuals, g):
