@@ -34,7 +34,7 @@ from jaxconv._conv_impls import (KERNELS, forward, forward_op, input_grad, input
 from jaxconv._geometry import Layout, Window
 from jaxconv._vjp import custom_vjp_op
 
-IMPLS = tuple(KERNELS)
+IMPLS = tuple(KERNELS)          # at import; validation reads KERNELS, where an impl registers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,7 @@ class ConvConfig:
 def _arrays(op, x, w, b, layout, impl, ndim):
     x = _checks.array(op, "x", x)
     lay = _geometry.layout(op, layout, x.shape, ndim=ndim)
-    impl = _checks.choice(op, "impl", impl, IMPLS)
+    impl = _checks.choice(op, "impl", impl, tuple(KERNELS))
     w = _checks.array(op, "w", w, ndim=lay.rank)
     b = None if b is None else _checks.array(op, "b", b)
     _checks.same_dtype(op, x=x, w=w, b=b)
