@@ -85,15 +85,29 @@ def _xla_input_grad(c, g, w):
 
 
 def _xla_weight_grad(c, x, g):
-    """The correlation of xp with g, g dilated by the stride (``rhs_dilation``); the
-    groups become batch groups of x's channels (as XLA's own transpose rule does)."""
+    """The correlation of xp with g, g dilated by the stride (``rhs_dilation``).
+
+    With groups, XLA's own transpose rule makes the groups batch groups of x's
+    channels (``batch_group_count``), which XLA:CPU runs ~70-170x slower than the
+    same sums as feature groups (depthwise 3x3, 8x16x16x16: 87 ms vs 0.5 ms; 32x32x32x32:
+    5.7 s vs 84 ms, one core): so x is regrouped, its channels ``(G, C // G)`` split
+    and ``C // G`` made the batch, ``(G, N)`` the features (one transpose of x), and
+    the groups become feature groups.
+    """
     lay, win = c.layout, c.window
     lhs, rhs, out = lay.dimension_numbers
+    pads = [(lo, hi - r) for (lo, hi), r in zip(win.pad, win.remainder)]
+    if c.groups == 1:
+        return lax.conv_general_dilated(
+            x, g, win.dilation, pads, rhs_dilation=win.stride,
+            dimension_numbers=lax.ConvDimensionNumbers(_swap(lhs), _swap(out), _swap(rhs)))
+    xt = jnp.moveaxis(x, lay.channel_axis, 0)                       # (C, N, *I)
+    xt = xt.reshape(c.groups, -1, *xt.shape[1:]).swapaxes(0, 1)     # (C // G, G, N, *I)
+    xt = xt.reshape(xt.shape[0], -1, *xt.shape[3:])                 # (C // G, G * N, *I)
     return lax.conv_general_dilated(
-        x, g, win.dilation, [(lo, hi - r) for (lo, hi), r in zip(win.pad, win.remainder)],
-        rhs_dilation=win.stride,
-        dimension_numbers=lax.ConvDimensionNumbers(_swap(lhs), _swap(out), _swap(rhs)),
-        batch_group_count=c.groups)
+        xt, g, win.dilation, pads, rhs_dilation=win.stride,
+        dimension_numbers=lax.ConvDimensionNumbers(tuple(range(x.ndim)), _swap(out), _swap(rhs)),
+        feature_group_count=c.groups)
 
 
 # --- einsum subscripts shared by im2col and naive ------------------------------------
