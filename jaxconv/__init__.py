@@ -8,6 +8,7 @@ the tools that prove the two agree. Forward-mode differentiation (``jax.jvp``,
 """
 from jaxconv import gradcheck, reference
 from jaxconv._conv import conv2d
+from jaxconv._cpu_jit import conv_compiler_options, jit
 from jaxconv._dense import affine, relu
 from jaxconv._dropout import dropout
 from jaxconv._loss import softmax_loss, svm_loss
@@ -22,6 +23,6 @@ __version__ = "0.1.0"
 __all__ = [
     "avg_pool2d", "col2im", "conv2d", "gradcheck", "im2col", "max_pool2d", "reference",
     "affine", "batch_norm", "dropout", "group_norm", "layer_norm", "relu", "softmax_loss",
-    "svm_loss",
+    "svm_loss", "conv_compiler_options", "jit",
     "Solver", "data", "models", "optim",
 ]
