@@ -2,7 +2,8 @@
 
 Every check runs on static information only (shapes, dtypes, Python values), so
 it fires while tracing, before any computation, and under ``jit`` too. Messages
-name the op, the argument and the offending shapes or values.
+name the op, the argument and the offending shapes or values. Window and layout
+geometry (int-or-per-dim hyperparameters, padding, output sizes) is in ``_geometry``.
 """
 from __future__ import annotations
 
@@ -10,19 +11,6 @@ import numbers
 
 import jax.numpy as jnp
 import numpy as np
-
-LAYOUTS = ("NCHW", "NHWC")
-
-
-def pair(op: str, name: str, value, *, minimum: int) -> tuple[int, int]:
-    """Normalise an int or an ``(h, w)`` pair of ints, each ``>= minimum``."""
-    items = value if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2 or not all(_is_int(v) for v in items):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    items = tuple(int(v) for v in items)
-    if min(items) < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return items
 
 
 def _is_int(v) -> bool:
@@ -56,27 +44,6 @@ def same_dtype(op: str, **arrays) -> None:
     if len(set(dtypes.values())) > 1:
         listed = ", ".join(f"{n}.dtype={d}" for n, d in dtypes.items())
         raise TypeError(f"{op}: operands must share one dtype, got {listed}")
-
-
-def spatial_axes(layout: str) -> tuple[int, int]:
-    """Axes of H and W for a 4-D image in ``layout``."""
-    return (2, 3) if layout == "NCHW" else (1, 2)
-
-
-def channel_axis(layout: str) -> int:
-    return 1 if layout == "NCHW" else 3
-
-
-def out_size(op: str, what: str, size: tuple[int, int], window: tuple[int, int],
-             stride: tuple[int, int], pad: tuple[int, int], shapes: str) -> tuple[int, int]:
-    """Floor output size; a window larger than the padded input is an error."""
-    out = []
-    for n, k, s, p in zip(size, window, stride, pad):
-        if k > n + 2 * p:
-            raise ValueError(f"{op}: {what} {window} is larger than the padded input "
-                             f"{tuple(n + 2 * q for n, q in zip(size, pad))} ({shapes})")
-        out.append((n + 2 * p - k) // s + 1)
-    return tuple(out)
 
 
 def integer(op: str, name: str, value, *, minimum: int) -> int:

@@ -31,7 +31,7 @@ import numbers
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv import _checks
+from jaxconv import _checks, _geometry
 from jaxconv._vjp import custom_vjp_op
 
 
@@ -284,11 +284,11 @@ class GroupNormConfig:
 
 def group_norm_config(x, gamma, beta, *, groups, eps, layout, op="group_norm"):
     """Validate group_norm's inputs (trace time) and build its static config."""
-    layout = _checks.choice(op, "layout", layout, _checks.LAYOUTS)
+    layout = _checks.choice(op, "layout", layout, _geometry.LAYOUTS[2])
     x = _checks.array(op, "x", x, ndim=4)
     if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
         raise TypeError(f"{op}: groups must be an int, got {groups!r}")
-    channels = x.shape[_checks.channel_axis(layout)]
+    channels = x.shape[_geometry.Layout(layout).channel_axis]
     context = f"x.shape={tuple(x.shape)}, layout={layout!r}"
     if groups < 1 or channels % groups:
         raise ValueError(f"{op}: groups={groups} must be >= 1 and divide the {channels} "
@@ -314,7 +314,7 @@ def _gn_fwd(c: GroupNormConfig, x, gamma, beta):
     xg, axes = _grouped(c, x)
     x_hat, _, _, inv_std = _standardize(xg, axes, c.eps)
     x_hat = x_hat.reshape(x.shape)
-    acc, ch = x_hat.dtype, _checks.channel_axis(c.layout)
+    acc, ch = x_hat.dtype, _geometry.Layout(c.layout).channel_axis
     out = _along(gamma.astype(acc), 4, ch) * x_hat + _along(beta.astype(acc), 4, ch)
     return out.astype(x.dtype), (x_hat.astype(x.dtype), inv_std, gamma)
 
@@ -325,7 +325,7 @@ def _gn_primal(c: GroupNormConfig, x, gamma, beta):
 
 def _gn_bwd(c: GroupNormConfig, residuals, g):
     x_hat, inv_std, gamma = residuals
-    acc, ch = inv_std.dtype, _checks.channel_axis(c.layout)
+    acc, ch = inv_std.dtype, _geometry.Layout(c.layout).channel_axis
     g, x_hat = g.astype(acc), x_hat.astype(acc)
     per_channel = _others(4, ch)
     dgamma, dbeta = (g * x_hat).sum(per_channel), g.sum(per_channel)

@@ -11,44 +11,49 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from jaxconv import _checks
+from jaxconv import _checks, _geometry
+from jaxconv._geometry import Layout, Window
 from jaxconv._patches import place_windows, window_slices
 from jaxconv._vjp import custom_vjp_op
 
 
 @dataclasses.dataclass(frozen=True)
 class PoolConfig:
-    pool: tuple[int, int]
-    stride: tuple[int, int]
-    layout: str
-    x_hw: tuple[int, int]
-    out_hw: tuple[int, int]
+    layout: Layout
+    window: Window
+
+    @property
+    def pool(self) -> tuple[int, ...]:
+        return self.window.kernel
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        return self.window.stride
 
     @property
     def size(self) -> int:
-        return self.pool[0] * self.pool[1]
+        return self.window.taps
 
 
 def pool_config(op, x, *, pool, stride, layout):
     """Validate a pool's inputs (trace time) and build its static config."""
-    layout = _checks.choice(op, "layout", layout, _checks.LAYOUTS)
+    layout = _checks.choice(op, "layout", layout, _geometry.LAYOUTS[2])
     x = _checks.array(op, "x", x, ndim=4)
-    pool = _checks.pair(op, "pool", pool, minimum=1)
-    stride = pool if stride is None else _checks.pair(op, "stride", stride, minimum=1)
-    h_axis, w_axis = _checks.spatial_axes(layout)
-    x_hw = (x.shape[h_axis], x.shape[w_axis])
-    out_hw = _checks.out_size(op, "pool", x_hw, pool, stride, (0, 0),
-                              f"x.shape={tuple(x.shape)}, layout={layout!r}")
-    return x, PoolConfig(pool, stride, layout, x_hw, out_hw)
+    lay = _geometry.Layout(layout)
+    window = _geometry.window(op, in_size=lay.spatial(x.shape), kernel=pool,
+                              stride=pool if stride is None else stride, kernel_name="pool",
+                              shapes=f"x.shape={tuple(x.shape)}, layout={layout!r}",
+                              outer=x.shape[0] * x.shape[lay.channel_axis])
+    return x, PoolConfig(lay, window)
 
 
 def _windows(c: PoolConfig, x):
     """``(PH*PW, N, C, Ho, Wo)``: the window elements, row-major, on a new lead axis."""
-    return jnp.stack(list(window_slices(x, c.pool, c.stride, c.out_hw, c.layout)))
+    return jnp.stack(list(window_slices(x, c.window, c.layout)))
 
 
 def _place(c: PoolConfig, pieces):
-    return place_windows(pieces, c.x_hw, c.pool, c.stride, c.layout)
+    return place_windows(pieces, c.window, c.layout)
 
 
 # --- max pool -----------------------------------------------------------------
@@ -104,7 +109,7 @@ def max_pool2d(x, *, pool=2, stride=None, layout="NCHW"):
 # --- average pool ---------------------------------------------------------------
 
 def _avg_primal(c: PoolConfig, x):
-    return sum(window_slices(x, c.pool, c.stride, c.out_hw, c.layout)) / c.size
+    return sum(window_slices(x, c.window, c.layout)) / c.size
 
 
 def _avg_fwd(c: PoolConfig, x):

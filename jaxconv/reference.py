@@ -14,31 +14,129 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv import _checks
-from jaxconv._conv import conv_config
+from jaxconv import _geometry
+from jaxconv._conv import conv_config, conv_transpose_config
 from jaxconv._dense import affine_inputs, relu_input
 from jaxconv._dropout import dropout_config, keep_mask
 from jaxconv._loss import loss_inputs, nan_unless_valid, svm_config
 from jaxconv._norm import (accumulation_dtype, batch_norm_config, group_norm_config,
                            layer_norm_config)
+from jaxconv._patches import _im2col_args
+from jaxconv._patches import col2im as col2im_op
 from jaxconv._pool import pool_config
 
 
-def conv2d(x, w, b=None, *, stride=1, pad=0, layout="NCHW", impl="xla"):
-    """Twin of :func:`jaxconv.conv2d` (``impl`` is validated, then ignored)."""
-    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, layout=layout, impl=impl)
-    dims = ("NCHW", "OIHW", "NCHW") if layout == "NCHW" else ("NHWC", "HWIO", "NHWC")
-    out = lax.conv_general_dilated(x, w, c.stride, [(p, p) for p in c.pad],
-                                   dimension_numbers=dims)
-    if b is None:
-        return out
-    return out + (b[:, None, None] if layout == "NCHW" else b)
+def _lax_specs(lay):
+    """lax's string dimension numbers for a layout: ``("NCHW", "OIHW", "NCHW")``,
+    ``("NHWC", "HWIO", "NHWC")`` and their 1-D / 3-D kin."""
+    space = lay.name.replace("N", "").replace("C", "")
+    return lay.name, ("OI" + space if lay.channels_first else space + "IO"), lay.name
+
+
+def _bias(out, b, lay):
+    return out if b is None else out + b.reshape(lay.channel_shape())
+
+
+def _conv(x, w, b, pad, c):
+    win = c.window
+    out = lax.conv_general_dilated(x, w, win.stride, pad if isinstance(pad, str) else win.pad,
+                                   rhs_dilation=win.dilation,
+                                   dimension_numbers=_lax_specs(c.layout),
+                                   feature_group_count=c.groups)
+    return _bias(out, b, c.layout)
+
+
+def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, impl="xla"):
+    """Twin of :func:`jaxconv.conv`: ``lax.conv_general_dilated`` (``impl`` is
+    validated, then ignored)."""
+    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
+                             layout=layout, impl=impl)
+    return _conv(x, w, b, pad, c)
+
+
+def conv1d(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout="NCW", impl="xla"):
+    """Twin of :func:`jaxconv.conv1d`."""
+    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
+                             layout=layout, impl=impl, op="conv1d", ndim=1)
+    return _conv(x, w, b, pad, c)
+
+
+def conv2d(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout="NCHW", impl="xla"):
+    """Twin of :func:`jaxconv.conv2d`."""
+    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
+                             layout=layout, impl=impl, op="conv2d", ndim=2)
+    return _conv(x, w, b, pad, c)
+
+
+def conv3d(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout="NCDHW", impl="xla"):
+    """Twin of :func:`jaxconv.conv3d`."""
+    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
+                             layout=layout, impl=impl, op="conv3d", ndim=3)
+    return _conv(x, w, b, pad, c)
+
+
+def _conv_transpose(x, w, b, output_pad, c):
+    """PyTorch's definition, literally: the full transposed output (the ``jax.vjp`` of
+    a VALID convolution), output_pad zeros appended, then the pads cropped off."""
+    lay, win = c.layout, c.window
+    shape = list(x.shape)
+    shape[lay.channel_axis] = w.shape[lay.weight_in_axis] * c.groups
+    for axis, i, s, d, k in zip(lay.spatial_axes, lay.spatial(x.shape), win.stride,
+                                win.dilation, win.kernel):
+        shape[axis] = (i - 1) * s + d * (k - 1) + 1
+    _, pullback = jax.vjp(
+        lambda z: lax.conv_general_dilated(z, w, win.stride, "VALID", rhs_dilation=win.dilation,
+                                           dimension_numbers=_lax_specs(lay),
+                                           feature_group_count=c.groups),
+        jnp.zeros(shape, x.dtype))
+    full = pullback(x)[0]
+    output_pad = _geometry.per_dim("", "output_pad", output_pad, lay.ndim, minimum=0)
+    config = [(0, 0, 0)] * x.ndim
+    for axis, (lo, hi), q in zip(lay.spatial_axes, win.pad, output_pad):
+        config[axis] = (-lo, q - hi, 0)
+    return _bias(lax.pad(full, jnp.zeros((), full.dtype), config), b, lay)
+
+
+def conv_transpose(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
+                   layout=None, impl="xla"):
+    """Twin of :func:`jaxconv.conv_transpose`."""
+    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
+                                       dilation=dilation, groups=groups, layout=layout,
+                                       impl=impl)
+    return _conv_transpose(x, w, b, output_pad, c)
+
+
+def conv_transpose1d(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
+                     layout="NCW", impl="xla"):
+    """Twin of :func:`jaxconv.conv_transpose1d`."""
+    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
+                                       dilation=dilation, groups=groups, layout=layout,
+                                       impl=impl, op="conv_transpose1d", ndim=1)
+    return _conv_transpose(x, w, b, output_pad, c)
+
+
+def conv_transpose2d(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
+                     layout="NCHW", impl="xla"):
+    """Twin of :func:`jaxconv.conv_transpose2d`."""
+    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
+                                       dilation=dilation, groups=groups, layout=layout,
+                                       impl=impl, op="conv_transpose2d", ndim=2)
+    return _conv_transpose(x, w, b, output_pad, c)
+
+
+def conv_transpose3d(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
+                     layout="NCDHW", impl="xla"):
+    """Twin of :func:`jaxconv.conv_transpose3d`."""
+    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
+                                       dilation=dilation, groups=groups, layout=layout,
+                                       impl=impl, op="conv_transpose3d", ndim=3)
+    return _conv_transpose(x, w, b, output_pad, c)
 
 
 def _reduce_window(x, c, init, reducer):
     window = [1, 1, 1, 1]
     strides = [1, 1, 1, 1]
-    for axis, k, s in zip(_checks.spatial_axes(c.layout), c.pool, c.stride):
+    for axis, k, s in zip(c.layout.spatial_axes, c.pool, c.stride):
         window[axis], strides[axis] = k, s
     return lax.reduce_window(x, init, reducer, window, strides, "VALID")
 
@@ -149,3 +247,39 @@ def svm_loss(scores, y, *, margin=1.0):
     hinge = jnp.where(~(margins <= 0), margins, 0)      # NaN stays in, kink is flat
     valid = nan_unless_valid(y, classes, acc)
     return (jnp.sum(hinge) / n * valid).astype(scores.dtype)
+
+
+# --- patch utilities -----------------------------------------------------------------
+# The seeds' fancy-indexing formulation (one gather; its adjoint one scatter-add),
+# independent of jaxconv's strided slices: autodiff of im2col is a scatter-add and
+# col2im is its adjoint, so each checks the other's hand-built counterpart.
+
+def _patch_index(x_shape, window, stride, out_hw):
+    """Channel, row and column of the padded input under each (row, column) of cols."""
+    c, (kh, kw), (sh, sw), (ho, wo) = x_shape[1], window, stride, out_hw
+    channel, i, j = (a.reshape(-1, 1) for a in np.meshgrid(
+        np.arange(c), np.arange(kh), np.arange(kw), indexing="ij"))
+    y, x = (a.reshape(1, -1) for a in np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"))
+    return channel, i + sh * y, j + sw * x
+
+
+def im2col(x, kh, kw, *, stride=1, pad=0):
+    """Twin of :func:`jaxconv.im2col`: ``x_padded[:, channel, row, col]`` (one gather)."""
+    x = _checks.array("im2col", "x", x, ndim=4)
+    window, stride, pad, out_hw = _im2col_args("im2col", x.shape, kh, kw, stride, pad)
+    xp = jnp.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    cols = xp[:, *_patch_index(x.shape, window, stride, out_hw)]        # (N, C*KH*KW, L)
+    return cols.transpose(1, 2, 0).reshape(cols.shape[1], -1)
+
+
+def col2im(cols, x_shape, kh, kw, *, stride=1, pad=0):
+    """Twin of :func:`jaxconv.col2im`: one scatter-add (``.at[].add``) of the columns."""
+    cols = _checks.array("col2im", "cols", cols, ndim=2)
+    jax.eval_shape(lambda c: col2im_op(c, x_shape, kh, kw, stride=stride, pad=pad), cols)
+    x_shape = tuple(int(d) for d in x_shape)
+    window, stride, pad, out_hw = _im2col_args("col2im", x_shape, kh, kw, stride, pad)
+    n, c, h, w = x_shape
+    values = cols.reshape(cols.shape[0], -1, n).transpose(2, 0, 1)      # (N, C*KH*KW, L)
+    xp = jnp.zeros((n, c, h + 2 * pad[0], w + 2 * pad[1]), cols.dtype)
+    xp = xp.at[:, *_patch_index(x_shape, window, stride, out_hw)].add(values)
+    return xp[:, :, pad[0]:pad[0] + h, pad[1]:pad[1] + w]
