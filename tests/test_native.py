@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax import lax
 
+import jaxconv
 from jaxconv import _native
 
 # (x NCHW shape, w OIHW shape, stride, dilation, ((ph_lo, ph_hi), (pw_lo, pw_hi)), groups)
@@ -131,7 +132,8 @@ _ISA_SCRIPT = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     sys.path.insert(0, {tests!r})
     import test_native as t
-    from jaxconv import _native
+    import jaxconv
+from jaxconv import _native
     cases = [t.CASES[i] for i in (0, 1, 4)]
     errs = [max(t._errors(c, layout, np.float64)) for c in cases for layout in ("NCHW", "NHWC")]
     print(json.dumps({{"isa": _native.isa(), "err": max(errs)}}))
@@ -155,16 +157,22 @@ def test_lower_instruction_sets_match_xla(native, isa):
     assert result["err"] < 1e-10
 
 
-def test_without_the_extension_native_is_a_clear_error():
-    """With the library absent (as after an install without a compiler), the native
-    kernels raise a RuntimeError that says how to build them."""
+def test_without_the_extension_native_is_a_clear_error_and_auto_is_xla():
+    """With the library absent (as after an install without a compiler), impl="native"
+    raises a RuntimeError that says how to build it, and the default impl="auto" is
+    XLA's convolution, bit for bit."""
     script = textwrap.dedent("""
-        import numpy as np
+        import jax, numpy as np
+        import jaxconv
         from jaxconv import _native
         assert not _native.available() and _native.isa() is None
+        x, w = np.random.default_rng(0).standard_normal((2, 2, 5, 5, 3))[..., 0], np.ones((3, 2, 3, 3))
+        loss = lambda impl: lambda x, w: (jaxconv.conv2d(x, w, stride=2, impl=impl) ** 2).sum()
+        auto, xla = jax.grad(loss("auto"), (0, 1))(x, w), jax.grad(loss("xla"), (0, 1))(x, w)
+        assert all((a == b).all() for a, b in zip(auto, xla))
+        assert "jaxconv_conv" not in jax.jit(loss("auto")).lower(x, w).as_text()
         try:
-            _native.forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), stride=(1, 1),
-                            dilation=(1, 1), padding=((0, 0), (0, 0)), groups=1, layout="NCHW")
+            jaxconv.conv2d(x, w, impl="native")
         except RuntimeError as e:
             print(e)
         else:
@@ -174,4 +182,92 @@ def test_without_the_extension_native_is_a_clear_error():
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "impl='native'" in out.stdout and "pip install -e ." in out.stdout
+    assert "conv2d: impl='native'" in out.stdout and "pip install -e ." in out.stdout
+
+
+# --- the native impl of the conv family (conv, conv_transpose; 1-D and 2-D) -------------
+
+def _grads(op, args, g):
+    out, pullback = jax.vjp(op, *args)
+    return out, pullback(g)
+
+
+FAMILY = [  # (op, x shape, w shape, hyperparameters); weights in the op's own layout
+    (jaxconv.conv2d, (2, 4, 9, 8), (6, 2, 3, 3),
+     dict(stride=2, pad=((1, 0), (2, 1)), dilation=(1, 2), groups=2)),
+    (jaxconv.conv2d, (2, 9, 8, 3), (3, 3, 3, 4), dict(stride=(1, 2), pad="SAME", layout="NHWC")),
+    (jaxconv.conv1d, (3, 10, 4), (3, 4, 5), dict(stride=2, pad=(1, 2), layout="NWC")),
+    (jaxconv.conv_transpose2d, (2, 4, 5, 5), (4, 3, 3, 3), dict(stride=2, pad=1, output_pad=1)),
+    (jaxconv.conv_transpose1d, (2, 4, 6), (4, 2, 3), dict(stride=3, groups=2, dilation=2)),
+]
+
+
+@pytest.mark.parametrize("k", range(len(FAMILY)))
+def test_native_conv_family_matches_the_twin_in_float64(native, k):
+    op, x_shape, w_shape, hyper = FAMILY[k]
+    rng = np.random.default_rng(k)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    twin = getattr(jaxconv.reference, op.__name__)
+    want_out, vjp = jax.vjp(lambda x, w: twin(x, w, **hyper), x, w)
+    g = rng.standard_normal(want_out.shape)
+    out, grads = _grads(lambda x, w: op(x, w, **hyper, impl="native"), (x, w), g)
+    assert _max_rel(out, want_out) < 1e-10
+    for got, want in zip(grads, vjp(g)):
+        assert got.dtype == want.dtype and _max_rel(got, want) < 1e-10
+
+
+def test_native_conv2d_matches_torch(native, torch):
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal((2, 4, 9, 8)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
+    hyper = dict(stride=2, pad=(1, 2), dilation=(2, 1), groups=2)
+    out, grads = _grads(lambda *a: jaxconv.conv2d(*a, **hyper, impl="native"), (x, w, b),
+                        np.ones((2, 6, 4, 5)))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    t_out = torch.nn.functional.conv2d(tx, tw, tb, stride=2, padding=(1, 2), dilation=(2, 1),
+                                       groups=2)
+    t_out.sum().backward()
+    assert _max_rel(out, t_out.detach().numpy()) < 1e-10
+    for got, t in zip(grads, (tx, tw, tb)):
+        assert _max_rel(got, t.grad.numpy()) < 1e-10
+
+
+def test_native_conv_under_transforms(native):
+    """vmap of grad, scan, checkpoint and grad-of-grad (reverse over reverse) through
+    impl="native", all under jit, against the same with impl="xla"."""
+    rng = np.random.default_rng(6)
+    xs, w = rng.standard_normal((3, 2, 3, 7, 7)), rng.standard_normal((4, 3, 3, 3))
+
+    def loss(impl, x, w):
+        return (jnp.tanh(jaxconv.conv2d(x, w, stride=2, pad=1, impl=impl)) ** 2).sum()
+
+    def transforms(impl, xs, w):
+        per_example = jax.vmap(jax.grad(lambda x, w: loss(impl, x, w), 1), (0, None))(xs, w)
+        scanned = lax.scan(lambda c, x: (c + jax.checkpoint(
+            lambda x, w: loss(impl, x, w))(x, w), None), 0.0, xs)[0]
+        grad_norm = lambda w: (jax.grad(lambda w: loss(impl, xs[0], w))(w) ** 2).sum()
+        return per_example, scanned, jax.grad(grad_norm)(w)
+
+    run = jax.jit(transforms, static_argnums=0)
+    for got, want in zip(run("native", xs, w), run("xla", xs, w)):
+        assert _max_rel(got, want) < 1e-10
+
+
+def test_auto_is_native_in_cpu_compiles_and_xla_elsewhere(native):
+    x, w = np.ones((1, 2, 6, 6), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    step = jax.jit(jax.grad(lambda x, w: (jaxconv.conv2d(x, w, stride=2) ** 2).sum(), (0, 1)))
+    assert step.lower(x, w).as_text().count("jaxconv_conv") == 3   # forward, dx, dw
+    for platform in ("cuda", "tpu"):
+        exported = jax.export.export(step, platforms=[platform])(x, w)
+        assert "jaxconv_conv" not in exported.mlir_module()
+        assert "convolution" in exported.mlir_module()
+
+
+def test_native_refuses_what_it_does_not_cover(native):
+    with pytest.raises(ValueError, match=r"conv3d: impl='native' covers 1-D and 2-D"):
+        jaxconv.conv3d(np.ones((1, 1, 3, 3, 3)), np.ones((1, 1, 2, 2, 2)), impl="native")
+    with pytest.raises(TypeError, match=r"conv2d: impl='native' runs float32 and float64, got bfloat16"):
+        jaxconv.conv2d(jnp.ones((1, 1, 3, 3), jnp.bfloat16), jnp.ones((1, 1, 2, 2), jnp.bfloat16),
+                       impl="native")
+    lowered = jax.jit(lambda x, w: jaxconv.conv2d(x, w)).lower(
+        jnp.ones((1, 1, 3, 3), jnp.bfloat16), jnp.ones((1, 1, 2, 2), jnp.bfloat16))
+    assert "jaxconv_conv" not in lowered.as_text()       # auto: XLA for bfloat16
