@@ -132,8 +132,7 @@ _ISA_SCRIPT = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     sys.path.insert(0, {tests!r})
     import test_native as t
-    import jaxconv
-from jaxconv import _native
+    from jaxconv import _native
     cases = [t.CASES[i] for i in (0, 1, 4)]
     errs = [max(t._errors(c, layout, np.float64)) for c in cases for layout in ("NCHW", "NHWC")]
     print(json.dumps({{"isa": _native.isa(), "err": max(errs)}}))
