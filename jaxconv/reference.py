@@ -9,19 +9,21 @@ op's own formulation, so that agreement means something.
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv import _geometry
+from jaxconv import _checks, _geometry
 from jaxconv._conv import conv_config, conv_transpose_config
 from jaxconv._dense import affine_inputs, relu_input
 from jaxconv._dropout import dropout_config, keep_mask
 from jaxconv._loss import loss_inputs, nan_unless_valid, svm_config
 from jaxconv._norm import (accumulation_dtype, batch_norm_config, group_norm_config,
                            layer_norm_config)
-from jaxconv._patches import _im2col_args
+from jaxconv._patches import _im2col_window
 from jaxconv._patches import col2im as col2im_op
 from jaxconv._pool import pool_config
 
@@ -254,32 +256,35 @@ def svm_loss(scores, y, *, margin=1.0):
 # independent of jaxconv's strided slices: autodiff of im2col is a scatter-add and
 # col2im is its adjoint, so each checks the other's hand-built counterpart.
 
-def _patch_index(x_shape, window, stride, out_hw):
+def _patch_index(x_shape, win):
     """Channel, row and column of the padded input under each (row, column) of cols."""
-    c, (kh, kw), (sh, sw), (ho, wo) = x_shape[1], window, stride, out_hw
+    c, (kh, kw), (sh, sw), (dh, dw), (ho, wo) = (x_shape[1], win.kernel, win.stride,
+                                                 win.dilation, win.out_size)
     channel, i, j = (a.reshape(-1, 1) for a in np.meshgrid(
         np.arange(c), np.arange(kh), np.arange(kw), indexing="ij"))
     y, x = (a.reshape(1, -1) for a in np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"))
-    return channel, i + sh * y, j + sw * x
+    return channel, dh * i + sh * y, dw * j + sw * x
 
 
-def im2col(x, kh, kw, *, stride=1, pad=0):
+def im2col(x, kh, kw, *, stride=1, pad=0, dilation=1):
     """Twin of :func:`jaxconv.im2col`: ``x_padded[:, channel, row, col]`` (one gather)."""
     x = _checks.array("im2col", "x", x, ndim=4)
-    window, stride, pad, out_hw = _im2col_args("im2col", x.shape, kh, kw, stride, pad)
-    xp = jnp.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
-    cols = xp[:, *_patch_index(x.shape, window, stride, out_hw)]        # (N, C*KH*KW, L)
-    return cols.transpose(1, 2, 0).reshape(cols.shape[1], -1)
+    win = _im2col_window("im2col", x.shape, kh, kw, stride, pad, dilation)
+    xp = jnp.pad(x, ((0, 0), (0, 0), *win.pad))
+    cols = xp[:, *_patch_index(x.shape, win)]                           # (N, C*KH*KW, L)
+    return cols.transpose(1, 2, 0).reshape(cols.shape[1], cols.shape[2] * cols.shape[0])
 
 
-def col2im(cols, x_shape, kh, kw, *, stride=1, pad=0):
+def col2im(cols, x_shape, kh, kw, *, stride=1, pad=0, dilation=1):
     """Twin of :func:`jaxconv.col2im`: one scatter-add (``.at[].add``) of the columns."""
     cols = _checks.array("col2im", "cols", cols, ndim=2)
-    jax.eval_shape(lambda c: col2im_op(c, x_shape, kh, kw, stride=stride, pad=pad), cols)
+    jax.eval_shape(lambda c: col2im_op(c, x_shape, kh, kw, stride=stride, pad=pad,
+                                       dilation=dilation), cols)
     x_shape = tuple(int(d) for d in x_shape)
-    window, stride, pad, out_hw = _im2col_args("col2im", x_shape, kh, kw, stride, pad)
+    win = _im2col_window("col2im", x_shape, kh, kw, stride, pad, dilation)
     n, c, h, w = x_shape
-    values = cols.reshape(cols.shape[0], -1, n).transpose(2, 0, 1)      # (N, C*KH*KW, L)
-    xp = jnp.zeros((n, c, h + 2 * pad[0], w + 2 * pad[1]), cols.dtype)
-    xp = xp.at[:, *_patch_index(x_shape, window, stride, out_hw)].add(values)
-    return xp[:, :, pad[0]:pad[0] + h, pad[1]:pad[1] + w]
+    values = cols.reshape(cols.shape[0], math.prod(win.out_size), n).transpose(2, 0, 1)
+    (top, bottom), (left, right) = win.pad
+    xp = jnp.zeros((n, c, top + h + bottom, left + w + right), cols.dtype)
+    xp = xp.at[:, *_patch_index(x_shape, win)].add(values)
+    return xp[:, :, top:top + h, left:left + w]
