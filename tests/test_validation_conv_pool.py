@@ -42,7 +42,7 @@ CONV = [
     ("layout", (X, W, B), dict(layout="NWHC"), ValueError,
      r"conv2d: layout must be one of \('NCHW', 'NHWC'\), got 'NWHC'"),
     ("impl", (X, W, B), dict(impl="fft"), ValueError,
-     r"conv2d: impl must be one of \('xla', 'im2col', 'naive'\), got 'fft'"),
+     r"conv2d: impl must be one of \('xla', 'im2col', 'naive', 'native', 'auto'\), got 'fft'"),
     ("x-int", (X.astype(np.int32), W, B), {}, TypeError,
      r"conv2d: x must have a floating dtype, got int32 \(" + XS + r"\)"),
     ("w-int", (X, W.astype(np.int64), B), {}, TypeError,
