@@ -66,7 +66,7 @@ def _vjp_fn(op, diff):
     def fwd_bwd(arrays, g):
         out, pullback = jax.vjp(fix_others(op, arrays, diff), *(arrays[i] for i in diff))
         return out, pullback(g)
-    return jax.jit(fwd_bwd)
+    return jc.jit(fwd_bwd)   # jax.jit + the guarded Eigen option for XLA:CPU convs
 
 
 def _residual_bytes(op, args) -> int:
@@ -202,7 +202,7 @@ def run_train_step(quick: bool, repeats: int, torch=None) -> dict:
         return lambda p: models._loss(model, ops, p, state, X, y)[0]
 
     def make_step(ops):
-        @jax.jit
+        @jc.jit
         def step(params, opt_state, X, y):
             loss, grads = jax.value_and_grad(
                 lambda p: models._loss(model, ops, p, state, X, y)[0])(params)
