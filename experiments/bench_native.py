@@ -33,7 +33,7 @@ import torch
 
 import jaxconv
 from jaxconv import _native, models, optim
-from jaxconv.bench import _time_once, _paired_ratio, device_description
+from jaxconv.bench import _paired_ratio, _time_once, device_description, torch_convnet_step
 
 VARIANTS = ("native", "xla", "xla+eigen", "torch")
 CONVS = {  # name: (x shape, filters, kernel, stride, pad)
@@ -71,18 +71,7 @@ def step_variants(n=64, c=3, hw=32, f=32, k=7, hidden=100):
         fn = _jit(variant, step)
         variants[variant] = (lambda fn=fn, a=(params, opt_state, X, y):
                              jax.block_until_ready(fn(*a)))
-    nn = torch.nn
-    net = nn.Sequential(nn.Conv2d(c, f, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(f * (hw // 2) ** 2, hidden), nn.ReLU(),
-                        nn.Linear(hidden, 10))
-    t_opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    t_X, t_y = torch.tensor(np.asarray(X)), torch.tensor(np.asarray(y), dtype=torch.long)
-
-    def torch_step():
-        t_opt.zero_grad()
-        nn.functional.cross_entropy(net(t_X), t_y).backward()
-        t_opt.step()
-    variants["torch"] = torch_step
+    variants["torch"] = torch_convnet_step(torch, X, y, f, k, hidden)
     return variants
 
 

@@ -88,7 +88,7 @@ def _conv_cases(draw):
     return ((n, cg * groups, *hw), (fg * groups, cg, kh, kw), stride, dil, pads, groups)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(case=_conv_cases(), layout=st.sampled_from(["NCHW", "NHWC"]))
 def test_kernels_match_xla_on_drawn_geometries(native, case, layout):
     assert max(_errors(case, layout, np.float64)) < 1e-10
@@ -133,7 +133,7 @@ _ISA_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import test_native as t
     from jaxconv import _native
-    cases = [t.CASES[i] for i in (0, 1, 4)]
+    cases = [t.CASES[i] for i in (1, 4)]
     errs = [max(t._errors(c, layout, np.float64)) for c in cases for layout in ("NCHW", "NHWC")]
     print(json.dumps({{"isa": _native.isa(), "err": max(errs)}}))
 """)
