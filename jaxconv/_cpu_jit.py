@@ -50,9 +50,24 @@ def jit(fun: Callable, **jit_kwargs: Any) -> Callable:
     """``jax.jit(fun, **jit_kwargs)`` plus :func:`conv_compiler_options` (options
     given in ``jit_kwargs["compiler_options"]`` win).
 
+    The options are looked up at the first call (or ``.lower``), not here, so that
+    decorating a module-level function initialises no JAX backend at import time
+    (``jax.distributed.initialize`` must come first).
+
     >>> import jax.numpy as jnp, jaxconv
     >>> jaxconv.jit(lambda x: 2 * x)(jnp.arange(3.0)).tolist()
     [0.0, 2.0, 4.0]
     """
-    options = {**conv_compiler_options(), **(jit_kwargs.pop("compiler_options", None) or {})}
-    return jax.jit(fun, compiler_options=options or None, **jit_kwargs)
+    own = jit_kwargs.pop("compiler_options", None) or {}
+
+    @functools.cache
+    def jitted():
+        options = {**conv_compiler_options(), **own}
+        return jax.jit(fun, compiler_options=options or None, **jit_kwargs)
+
+    @functools.wraps(fun)
+    def call(*args, **kwargs):
+        return jitted()(*args, **kwargs)
+
+    call.lower = lambda *args, **kwargs: jitted().lower(*args, **kwargs)
+    return call

@@ -40,3 +40,17 @@ def test_jit_with_the_option_computes_the_same_conv_gradients():
     grad = jax.grad(loss, argnums=(0, 1))
     for got, want in zip(jaxconv.jit(grad, compiler_options={})(x, w), jax.jit(grad)(x, w)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_decorating_initialises_no_backend():
+    """jaxconv.jit looks the options up at the first call, so a module-level
+    decorator leaves jax.distributed.initialize possible."""
+    import subprocess
+    import sys
+    script = ("import jaxconv, jax._src.xla_bridge as xb\n"
+              "f = jaxconv.jit(lambda v: v + 1, donate_argnums=0)\n"
+              "assert not xb.backends_are_initialized()\n"
+              "print(float(f(1.0)))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "2.0", out.stderr[-2000:]
