@@ -86,15 +86,29 @@ def _xla_input_grad(c, g, w):
 
 
 def _xla_weight_grad(c, x, g):
-    """The correlation of xp with g, g dilated by the stride (``rhs_dilation``); the
-    groups become batch groups of x's channels (as XLA's own transpose rule does)."""
+    """The correlation of xp with g, g dilated by the stride (``rhs_dilation``).
+
+    With groups, XLA's own transpose rule makes the groups batch groups of x's
+    channels (``batch_group_count``), which XLA:CPU runs ~70-170x slower than the
+    same sums as feature groups (depthwise 3x3, 8x16x16x16: 87 ms vs 0.5 ms; 32x32x32x32:
+    5.7 s vs 84 ms, one core): so x is regrouped, its channels ``(G, C // G)`` split
+    and ``C // G`` made the batch, ``(G, N)`` the features (one transpose of x), and
+    the groups become feature groups.
+    """
     lay, win = c.layout, c.window
     lhs, rhs, out = lay.dimension_numbers
+    pads = [(lo, hi - r) for (lo, hi), r in zip(win.pad, win.remainder)]
+    if c.groups == 1:
+        return lax.conv_general_dilated(
+            x, g, win.dilation, pads, rhs_dilation=win.stride,
+            dimension_numbers=lax.ConvDimensionNumbers(_swap(lhs), _swap(out), _swap(rhs)))
+    xt = jnp.moveaxis(x, lay.channel_axis, 0)                       # (C, N, *I)
+    xt = xt.reshape(c.groups, -1, *xt.shape[1:]).swapaxes(0, 1)     # (C // G, G, N, *I)
+    xt = xt.reshape(xt.shape[0], -1, *xt.shape[3:])                 # (C // G, G * N, *I)
     return lax.conv_general_dilated(
-        x, g, win.dilation, [(lo, hi - r) for (lo, hi), r in zip(win.pad, win.remainder)],
-        rhs_dilation=win.stride,
-        dimension_numbers=lax.ConvDimensionNumbers(_swap(lhs), _swap(out), _swap(rhs)),
-        batch_group_count=c.groups)
+        xt, g, win.dilation, pads, rhs_dilation=win.stride,
+        dimension_numbers=lax.ConvDimensionNumbers(tuple(range(x.ndim)), _swap(out), _swap(rhs)),
+        feature_group_count=c.groups)
 
 
 # --- einsum subscripts shared by im2col and naive ------------------------------------
@@ -284,14 +298,11 @@ input_grad = _kernel("input_grad", _input_grad_shape)
 weight_grad = _kernel("weight_grad", _weight_grad_shape)
 
 
-def _pair(fn):
-    """(primal, fwd) of a bilinear kernel whose residuals are both operands."""
-    return fn, lambda c, a, b: (fn(c, a, b), (a, b))
-
-
-forward_op = custom_vjp_op(*_pair(forward), lambda c, r, u: (input_grad_op(c, u, r[1]),
-                                                             weight_grad_op(c, r[0], u)))
-input_grad_op = custom_vjp_op(*_pair(input_grad), lambda c, r, u: (forward_op(c, u, r[1]),
-                                                                   weight_grad_op(c, u, r[0])))
-weight_grad_op = custom_vjp_op(*_pair(weight_grad), lambda c, r, u: (input_grad_op(c, r[1], u),
-                                                                     forward_op(c, r[0], u)))
+# Each op's fwd calls the op itself (not the bare kernel), so that differentiating a
+# fwd -- which reverse-over-reverse does -- meets a custom rule again at every order.
+forward_op = custom_vjp_op(forward, lambda c, a, b: (forward_op(c, a, b), (a, b)),
+                           lambda c, r, u: (input_grad_op(c, u, r[1]), weight_grad_op(c, r[0], u)))
+input_grad_op = custom_vjp_op(input_grad, lambda c, a, b: (input_grad_op(c, a, b), (a, b)),
+                              lambda c, r, u: (forward_op(c, u, r[1]), weight_grad_op(c, u, r[0])))
+weight_grad_op = custom_vjp_op(weight_grad, lambda c, a, b: (weight_grad_op(c, a, b), (a, b)),
+                               lambda c, r, u: (input_grad_op(c, r[1], u), forward_op(c, r[0], u)))
