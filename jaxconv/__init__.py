@@ -9,6 +9,7 @@ the tools that prove the two agree. Forward-mode differentiation (``jax.jvp``,
 from jaxconv import gradcheck, reference
 from jaxconv._conv import (conv, conv1d, conv2d, conv3d, conv_transpose, conv_transpose1d,
                            conv_transpose2d, conv_transpose3d)
+from jaxconv._cpu_jit import conv_compiler_options, jit
 from jaxconv._dense import affine, relu
 from jaxconv._dropout import dropout
 from jaxconv._loss import softmax_loss, svm_loss
@@ -24,6 +25,6 @@ __all__ = [
     "avg_pool2d", "col2im", "conv", "conv1d", "conv2d", "conv3d", "conv_transpose",
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "gradcheck", "im2col", "max_pool2d", "reference",
     "affine", "batch_norm", "dropout", "group_norm", "layer_norm", "relu", "softmax_loss",
-    "svm_loss",
+    "svm_loss", "conv_compiler_options", "jit",
     "Solver", "data", "models", "optim",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxconv import _checks, _geometry
+from jaxconv import _checks, _conv_native, _geometry
 from jaxconv._conv_impls import (KERNELS, forward, forward_op, input_grad, input_grad_op,
                                  weight_grad_op)
 from jaxconv._geometry import Layout, Window
@@ -53,7 +53,7 @@ def _arrays(op, x, w, b, layout, impl, ndim):
     w = _checks.array(op, "w", w, ndim=lay.rank)
     b = None if b is None else _checks.array(op, "b", b)
     _checks.same_dtype(op, x=x, w=w, b=b)
-    return x, w, b, lay, impl
+    return x, w, b, lay, _conv_native.resolve(op, impl, lay, x.dtype)
 
 
 def _check_bias(op, b, size, what, shapes):
@@ -62,7 +62,7 @@ def _check_bias(op, b, size, what, shapes):
                          f"got b.shape={tuple(b.shape)} ({shapes})")
 
 
-def conv_config(x, w, b, *, stride=1, pad=0, dilation=1, groups=1, layout=None, impl="xla",
+def conv_config(x, w, b, *, stride=1, pad=0, dilation=1, groups=1, layout=None, impl="auto",
                 op="conv", ndim=None):
     """Validate a convolution's inputs (trace time) and build its static config."""
     x, w, b, lay, impl = _arrays(op, x, w, b, layout, impl, ndim)
@@ -85,7 +85,7 @@ def conv_config(x, w, b, *, stride=1, pad=0, dilation=1, groups=1, layout=None, 
 
 
 def conv_transpose_config(x, w, b, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
-                          layout=None, impl="xla", op="conv_transpose", ndim=None):
+                          layout=None, impl="auto", op="conv_transpose", ndim=None):
     """Validate a transposed convolution's inputs and build its adjoint conv's config."""
     x, w, b, lay, impl = _arrays(op, x, w, b, layout, impl, ndim)
     shapes = f"x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}"
@@ -143,7 +143,7 @@ _conv_transpose_primal, _conv_transpose = _biased_op(
 
 # --- public ops ---------------------------------------------------------------------
 
-def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, impl="xla"):
+def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, impl="auto"):
     """N-d convolution (cross-correlation, as PyTorch's ``convNd``), hand-derived backward.
 
     Args:
@@ -159,8 +159,11 @@ def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, im
         channel multiplier when ``F = k * C``).
       layout: ``"NCW"/"NWC"``, ``"NCHW"/"NHWC"``, ``"NCDHW"/"NDHWC"``; ``None`` is
         channels-first for the rank of x.
-      impl: ``"xla"`` (``lax.conv_general_dilated``), ``"im2col"`` (every kernel tap
-        stacked, one contraction) or ``"naive"`` (one contraction per tap).
+      impl: ``"auto"`` (``"native"`` in CPU compiles when it is built and covers
+        the case, else ``"xla"``), ``"native"`` (C++ kernels through XLA's FFI: 1-D
+        and 2-D, float32/float64; see ``_conv_native``), ``"xla"``
+        (``lax.conv_general_dilated``), ``"im2col"`` (every kernel tap stacked, one
+        contraction) or ``"naive"`` (one contraction per tap).
 
     Returns:
       ``(N, F, *O)`` (or channels-last), ``O = (I + lo + hi - dilation*(K-1) - 1) // stride + 1``;
@@ -186,7 +189,7 @@ def fixed_conv(ndim: int, default_layout: str, finish, doc: str):
     name = f"conv{ndim}d"
 
     def op(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=default_layout,
-           impl="xla"):
+           impl="auto"):
         x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation,
                                  groups=groups, layout=layout, impl=impl, op=name, ndim=ndim)
         return finish(c, x, w, b, pad)
@@ -210,7 +213,7 @@ conv1d, conv2d, conv3d = (
 
 
 def conv_transpose(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
-                   layout=None, impl="xla"):
+                   layout=None, impl="auto"):
     """N-d transposed convolution (PyTorch's ``conv_transposeNd``), hand-derived backward.
 
     Args:
@@ -248,7 +251,7 @@ def fixed_conv_transpose(ndim: int, default_layout: str, finish, doc: str):
     name = f"conv_transpose{ndim}d"
 
     def op(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
-           layout=default_layout, impl="xla"):
+           layout=default_layout, impl="auto"):
         x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad,
                                            output_pad=output_pad, dilation=dilation,
                                            groups=groups, layout=layout, impl=impl, op=name,

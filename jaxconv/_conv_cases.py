@@ -1,10 +1,13 @@
 """Registry declarations of the convolutions (``_conv.py``): conv2d, every impl."""
+import re
+
 import numpy as np
 
-from jaxconv import _conv, reference
+from jaxconv import _conv, _native, reference
 from jaxconv._registry import Bench, Case, Invalid, channels_first, channels_last, declare, normal
 
-IMPLS = ("xla", "im2col", "naive")
+# The native kernels where the extension is built (CI requires it: JAXCONV_REQUIRE_NATIVE).
+IMPLS = ("xla", "im2col", "naive") + (("native",) if _native.available() else ())
 
 # NCHW shapes; NHWC runs the same numbers transposed. Each geometry names what it covers.
 GEOMETRIES = {
@@ -106,7 +109,7 @@ def _invalid():
         Invalid("layout", (X, W, B), dict(layout="NWHC"), ValueError,
             r"conv2d: layout must be one of \('NCHW', 'NHWC'\), got 'NWHC'"),
         Invalid("impl", (X, W, B), dict(impl="fft"), ValueError,
-            r"conv2d: impl must be one of \('xla', 'im2col', 'naive'\), got 'fft'"),
+            r"conv2d: impl must be one of " + re.escape(str(_conv.IMPLS)) + r", got 'fft'"),
         Invalid("x-int", (X.astype(np.int32), W, B), {}, TypeError,
             r"conv2d: x must have a floating dtype, got int32 \(" + XS + r"\)"),
         Invalid("w-int", (X, W.astype(np.int64), B), {}, TypeError,

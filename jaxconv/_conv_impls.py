@@ -33,6 +33,7 @@ from typing import Callable, NamedTuple
 import jax.numpy as jnp
 from jax import lax
 
+from jaxconv import _conv_native
 from jaxconv._patches import pad_spatial, place_windows, taps, unpad, window_slices
 from jaxconv._vjp import custom_vjp_op
 
@@ -251,7 +252,10 @@ KERNELS: dict[str, Kernels] = {
     "xla": Kernels(_xla_forward, _xla_input_grad, _xla_weight_grad),
     "im2col": Kernels(_im2col_forward, _im2col_input_grad, _im2col_weight_grad),
     "naive": Kernels(_naive_forward, _naive_input_grad, _naive_weight_grad),
+    # C++ through XLA's FFI (_conv_native); "auto" is native in CPU compiles, else xla.
+    "native": Kernels(*_conv_native.NATIVE),
 }
+KERNELS["auto"] = Kernels(*map(_conv_native.on_cpu_else, KERNELS["native"], KERNELS["xla"]))
 
 
 # --- the three kernels as closed custom_vjp ops --------------------------------------

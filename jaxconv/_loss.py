@@ -53,12 +53,12 @@ def _softmax_fwd(c: LossConfig, scores, y):
     acc = accumulation_dtype(scores.dtype)
     s = scores.astype(acc)
     shifted = s - s.max(axis=1, keepdims=True)         # stable for huge scores
-    log_z = jnp.log(jnp.exp(shifted).sum(axis=1, keepdims=True))
-    log_p = shifted - log_z
-    picked = jnp.take_along_axis(log_p, y[:, None], axis=1, mode="clip")
+    e = jnp.exp(shifted)                                # one exp per score, reused for p
+    z = e.sum(axis=1, keepdims=True)
+    picked = jnp.take_along_axis(shifted, y[:, None], axis=1, mode="clip") - jnp.log(z)
     valid = nan_unless_valid(y, s.shape[1], acc)
     loss = -picked.mean() * valid
-    return loss.astype(scores.dtype), (jnp.exp(log_p), y, valid)
+    return loss.astype(scores.dtype), (e / z, y, valid)
 
 
 def _softmax_primal(c: LossConfig, scores, y):

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", choices=["adam", "sgd", "sgd_momentum", "rmsprop"],
                        default="adam")
     train.add_argument("--lr", type=_positive_float, default=None)
-    train.add_argument("--conv-impl", choices=["xla", "im2col", "naive"], default="xla")
+    train.add_argument("--conv-impl", choices=["auto", "native", "xla", "im2col", "naive"],
+                       default="auto")
     train.add_argument("--checkpoint-dir", default=None)
     train.add_argument("--plot", default=None, metavar="FILE.png")
     train.add_argument("--seed", type=_seed, default=0)

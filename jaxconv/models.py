@@ -207,7 +207,8 @@ class ThreeLayerConvNet(_Classifier):
       weight_scale: std of the normal initialisation of the weights.
       reg: L2 strength, ``>= 0``.
       dtype: floating dtype of parameters and computation.
-      conv_impl: ``"xla"``, ``"im2col"`` or ``"naive"``, passed to ``jaxconv.conv2d``.
+      conv_impl: ``"auto"`` (native C++ kernels on the CPU when built, else XLA),
+        ``"native"``, ``"xla"``, ``"im2col"`` or ``"naive"``, passed to ``jaxconv.conv2d``.
 
     Parameters: ``W1 (F, C, K, K)``, ``b1 (F,)``,
     ``W2 (F * (H // 2) * (W // 2), hidden_dim)``, ``b2 (hidden_dim,)``,
@@ -221,7 +222,7 @@ class ThreeLayerConvNet(_Classifier):
     weight_scale: float = 1e-3
     reg: float = 0.0
     dtype: Any = jnp.float32
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
 
     def __post_init__(self):
         name = "ThreeLayerConvNet"

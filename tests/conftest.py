@@ -18,3 +18,14 @@ def torch():
         pytest.skip("torch not installed (pip install torch==2.13.0 to run the cross-checks)")
     torch_module.set_default_dtype(torch_module.float64)
     return torch_module
+
+
+@pytest.fixture(scope="session")
+def native():
+    """jaxconv's native kernels; CI (JAXCONV_REQUIRE_NATIVE=1) fails if they are not built."""
+    from jaxconv import _native
+    if not _native.available():
+        if os.environ.get("JAXCONV_REQUIRE_NATIVE") == "1":
+            pytest.fail("JAXCONV_REQUIRE_NATIVE=1 but jaxconv's native extension is not built")
+        pytest.skip("native extension not built (needs a C++ compiler at `pip install -e .`)")
+    return _native
