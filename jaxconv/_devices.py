@@ -23,6 +23,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxconv import _cpu_jit
+
 
 class Placement:
     """Where the Solver's arrays live and how batches reach the devices.
@@ -116,7 +118,9 @@ def _update(carry, key_data, Xb, yb, t, model, optimizer, mesh):
     return carry, loss
 
 
-@functools.partial(jax.jit, static_argnames=("model", "optimizer", "mesh", "batch_size"),
+# The steps take XLA:CPU's Eigen convolutions where the jaxlib allows (_cpu_jit):
+# ~1.7x -> ~1.05x PyTorch's step time for XLA convs; native convs are unaffected.
+@functools.partial(_cpu_jit.jit, static_argnames=("model", "optimizer", "mesh", "batch_size"),
                    donate_argnames=("carry",))
 def _step_indexed(carry, key_data, X, y, perm, it, t, *, model, optimizer, mesh, batch_size):
     """One step on batch ``perm[it * B:(it + 1) * B]`` of the on-device training set."""
@@ -127,7 +131,7 @@ def _step_indexed(carry, key_data, X, y, perm, it, t, *, model, optimizer, mesh,
     return _update(carry, key_data, Xb, yb, t, model, optimizer, mesh)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "optimizer", "mesh"),
+@functools.partial(_cpu_jit.jit, static_argnames=("model", "optimizer", "mesh"),
                    donate_argnames=("carry",))
 def _step_fed(carry, key_data, Xb, yb, t, *, model, optimizer, mesh):
     """One step on a global batch fed by the processes."""
