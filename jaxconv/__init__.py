@@ -13,7 +13,11 @@ from jaxconv._dropout import dropout
 from jaxconv._loss import softmax_loss, svm_loss
 from jaxconv._norm import batch_norm, group_norm, layer_norm
 from jaxconv._patches import col2im, im2col
-from jaxconv._pool import avg_pool2d, max_pool2d
+from jaxconv._adaptive_pool import (adaptive_avg_pool, adaptive_avg_pool1d, adaptive_avg_pool2d,
+                                    adaptive_avg_pool3d, adaptive_max_pool, adaptive_max_pool1d,
+                                    adaptive_max_pool2d, adaptive_max_pool3d)
+from jaxconv._pool import (avg_pool, avg_pool1d, avg_pool2d, avg_pool3d, max_pool, max_pool1d,
+                           max_pool2d, max_pool3d)
 from jaxconv import data, models, optim  # training: ops -> models -> solver
 from jaxconv.solver import Solver
 
@@ -23,5 +27,8 @@ __all__ = [
     "avg_pool2d", "col2im", "conv2d", "gradcheck", "im2col", "max_pool2d", "reference",
     "affine", "batch_norm", "dropout", "group_norm", "layer_norm", "relu", "softmax_loss",
     "svm_loss",
+    "max_pool", "max_pool1d", "max_pool3d", "avg_pool", "avg_pool1d", "avg_pool3d",
+    "adaptive_avg_pool", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
     "Solver", "data", "models", "optim",
 ]

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv import _checks
+from jaxconv._adaptive_pool import adaptive_config
 from jaxconv._conv import conv_config
 from jaxconv._dense import affine_inputs, relu_input
 from jaxconv._dropout import dropout_config, keep_mask
@@ -35,25 +35,168 @@ def conv2d(x, w, b=None, *, stride=1, pad=0, layout="NCHW", impl="xla"):
     return out + (b[:, None, None] if layout == "NCHW" else b)
 
 
-def _reduce_window(x, c, init, reducer):
-    window = [1, 1, 1, 1]
-    strides = [1, 1, 1, 1]
-    for axis, k, s in zip(c.layout.spatial_axes, c.pool, c.stride):
-        window[axis], strides[axis] = k, s
-    return lax.reduce_window(x, init, reducer, window, strides, "VALID")
+# --- pooling ---------------------------------------------------------------------------
+# The twins pool with lax.reduce_window, whose gradient (select_and_scatter) sends a
+# max window's gradient to its first maximum, as the custom ops do on ties.
+
+def _reduce(x, c, init, reducer, window, stride, pads):
+    dims, strides, padding = [1] * x.ndim, [1] * x.ndim, [(0, 0)] * x.ndim
+    for axis, k, s, p in zip(c.layout.spatial_axes, window, stride, pads):
+        dims[axis], strides[axis], padding[axis] = k, s, p
+    return lax.reduce_window(x, np.array(init, x.dtype), reducer, dims, strides, padding)
 
 
-def max_pool2d(x, *, pool=2, stride=None, layout="NCHW"):
-    """Twin of :func:`jaxconv.max_pool2d` on ``lax.reduce_window``, whose gradient
-    (``select_and_scatter``) has the same first-maximum tie rule."""
-    x, c = pool_config("max_pool2d", x, pool=pool, stride=stride, layout=layout)
-    return _reduce_window(x, c, np.array(-np.inf, x.dtype), lax.max)
+def _to_reach(w):
+    """Pads that make the padded input end where the last window does or later:
+    ``(lo, hi)`` plus the ceil_mode overhang."""
+    return [(lo, hi + max(0, -r)) for (lo, hi), r in zip(w.pad, w.remainder)]
 
 
-def avg_pool2d(x, *, pool=2, stride=None, layout="NCHW"):
+def _max(op, ndim, x, pool, stride, pad, dilation, ceil_mode, layout):
+    x, c = pool_config(op, x, pool=pool, stride=stride, pad=pad, dilation=dilation,
+                       ceil_mode=ceil_mode, layout=layout, ndim=ndim)
+    w = c.window
+    if set(w.dilation) == {1}:
+        return _reduce(x, c, -np.inf, lax.max, w.kernel, w.stride, _to_reach(w))
+    # JAX has no VJP of a window-dilated reduce_window max: gather every window's taps
+    # into contiguous blocks of K rows (jnp.take), then pool the blocks.
+    config = [(0, 0)] * x.ndim
+    for axis, p in zip(c.layout.spatial_axes, _to_reach(w)):
+        config[axis] = p
+    xp = jnp.pad(x, config, constant_values=-np.inf)
+    for axis, o, k, s, d in zip(c.layout.spatial_axes, w.out_size, w.kernel, w.stride,
+                                w.dilation):
+        rows = np.arange(o)[:, None] * s + np.arange(k)[None, :] * d
+        xp = jnp.take(xp, rows.ravel(), axis=axis)
+    return _reduce(xp, c, -np.inf, lax.max, w.kernel, w.kernel, [(0, 0)] * w.ndim)
+
+
+def max_pool(x, *, pool, stride=None, pad=0, dilation=1, ceil_mode=False, layout=None):
+    """Twin of :func:`jaxconv.max_pool`."""
+    return _max("max_pool", None, x, pool, stride, pad, dilation, ceil_mode, layout)
+
+
+def max_pool1d(x, *, pool, stride=None, pad=0, dilation=1, ceil_mode=False, layout="NCW"):
+    """Twin of :func:`jaxconv.max_pool1d`."""
+    return _max("max_pool1d", 1, x, pool, stride, pad, dilation, ceil_mode, layout)
+
+
+def max_pool2d(x, *, pool=2, stride=None, pad=0, dilation=1, ceil_mode=False, layout="NCHW"):
+    """Twin of :func:`jaxconv.max_pool2d`."""
+    return _max("max_pool2d", 2, x, pool, stride, pad, dilation, ceil_mode, layout)
+
+
+def max_pool3d(x, *, pool, stride=None, pad=0, dilation=1, ceil_mode=False, layout="NCDHW"):
+    """Twin of :func:`jaxconv.max_pool3d`."""
+    return _max("max_pool3d", 3, x, pool, stride, pad, dilation, ceil_mode, layout)
+
+
+def _avg(op, ndim, x, pool, stride, pad, ceil_mode, count_include_pad, divisor_override,
+         layout):
+    x, c = pool_config(op, x, pool=pool, stride=stride, pad=pad, ceil_mode=ceil_mode,
+                       layout=layout, ndim=ndim, count_include_pad=count_include_pad,
+                       divisor_override=divisor_override)
+    w, acc = c.window, accumulation_dtype(x.dtype)
+    total = _reduce(x.astype(acc), c, 0, lax.add, w.kernel, w.stride, _to_reach(w))
+    if c.divisor_override is not None:
+        return (total / c.divisor_override).astype(x.dtype)
+    # the divisor: the same sums over ones that stand for the counted taps, the input
+    # alone, or with count_include_pad the padded input (the overhang never counts)
+    ones_shape = [1] * x.ndim
+    for axis, n, (lo, hi) in zip(c.layout.spatial_axes, w.in_size, w.pad):
+        ones_shape[axis] = lo + n + hi if c.count_include_pad else n
+    pads = [(0, max(0, -r)) if c.count_include_pad else (lo, hi + max(0, -r))
+            for (lo, hi), r in zip(w.pad, w.remainder)]
+    count = _reduce(jnp.ones(ones_shape, acc), c, 0, lax.add, w.kernel, w.stride, pads)
+    return (total / count).astype(x.dtype)
+
+
+def avg_pool(x, *, pool, stride=None, pad=0, ceil_mode=False, count_include_pad=True,
+             divisor_override=None, layout=None):
+    """Twin of :func:`jaxconv.avg_pool`."""
+    return _avg("avg_pool", None, x, pool, stride, pad, ceil_mode, count_include_pad,
+                divisor_override, layout)
+
+
+def avg_pool1d(x, *, pool, stride=None, pad=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, layout="NCW"):
+    """Twin of :func:`jaxconv.avg_pool1d`."""
+    return _avg("avg_pool1d", 1, x, pool, stride, pad, ceil_mode, count_include_pad,
+                divisor_override, layout)
+
+
+def avg_pool2d(x, *, pool=2, stride=None, pad=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, layout="NCHW"):
     """Twin of :func:`jaxconv.avg_pool2d`."""
-    x, c = pool_config("avg_pool2d", x, pool=pool, stride=stride, layout=layout)
-    return _reduce_window(x, c, np.array(0, x.dtype), lax.add) / c.size
+    return _avg("avg_pool2d", 2, x, pool, stride, pad, ceil_mode, count_include_pad,
+                divisor_override, layout)
+
+
+def avg_pool3d(x, *, pool, stride=None, pad=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, layout="NCDHW"):
+    """Twin of :func:`jaxconv.avg_pool3d`."""
+    return _avg("avg_pool3d", 3, x, pool, stride, pad, ceil_mode, count_include_pad,
+                divisor_override, layout)
+
+
+def _adaptive(kind, op, ndim, x, out_size, layout):
+    """One window at a time, one dim at a time (innermost first, so that a max's
+    ties go to the first maximum in row-major order): slice, reduce, concatenate."""
+    x, c = adaptive_config(op, x, out_size, layout=layout, ndim=ndim)
+    y = x.astype(accumulation_dtype(x.dtype)) if kind == "avg" else x
+    for axis, dim in reversed(list(zip(c.layout.spatial_axes, c.dims))):
+        pieces = []
+        for start, end in zip(dim.starts, dim.ends):
+            piece = lax.slice_in_dim(y, start, end, axis=axis)
+            if kind == "avg":
+                pieces.append(jnp.mean(piece, axis=axis, keepdims=True))
+            else:
+                dims = [1] * y.ndim
+                dims[axis] = end - start
+                pieces.append(lax.reduce_window(piece, np.array(-np.inf, y.dtype), lax.max,
+                                                dims, [1] * y.ndim, "VALID"))
+        y = jnp.concatenate(pieces, axis=axis)
+    return y.astype(x.dtype)
+
+
+def adaptive_avg_pool(x, out_size, *, layout=None):
+    """Twin of :func:`jaxconv.adaptive_avg_pool`."""
+    return _adaptive("avg", "adaptive_avg_pool", None, x, out_size, layout)
+
+
+def adaptive_avg_pool1d(x, out_size, *, layout="NCW"):
+    """Twin of :func:`jaxconv.adaptive_avg_pool1d`."""
+    return _adaptive("avg", "adaptive_avg_pool1d", 1, x, out_size, layout)
+
+
+def adaptive_avg_pool2d(x, out_size, *, layout="NCHW"):
+    """Twin of :func:`jaxconv.adaptive_avg_pool2d`."""
+    return _adaptive("avg", "adaptive_avg_pool2d", 2, x, out_size, layout)
+
+
+def adaptive_avg_pool3d(x, out_size, *, layout="NCDHW"):
+    """Twin of :func:`jaxconv.adaptive_avg_pool3d`."""
+    return _adaptive("avg", "adaptive_avg_pool3d", 3, x, out_size, layout)
+
+
+def adaptive_max_pool(x, out_size, *, layout=None):
+    """Twin of :func:`jaxconv.adaptive_max_pool`."""
+    return _adaptive("max", "adaptive_max_pool", None, x, out_size, layout)
+
+
+def adaptive_max_pool1d(x, out_size, *, layout="NCW"):
+    """Twin of :func:`jaxconv.adaptive_max_pool1d`."""
+    return _adaptive("max", "adaptive_max_pool1d", 1, x, out_size, layout)
+
+
+def adaptive_max_pool2d(x, out_size, *, layout="NCHW"):
+    """Twin of :func:`jaxconv.adaptive_max_pool2d`."""
+    return _adaptive("max", "adaptive_max_pool2d", 2, x, out_size, layout)
+
+
+def adaptive_max_pool3d(x, out_size, *, layout="NCDHW"):
+    """Twin of :func:`jaxconv.adaptive_max_pool3d`."""
+    return _adaptive("max", "adaptive_max_pool3d", 3, x, out_size, layout)
 
 
 # --- dense, norms, dropout, losses ----------------------------------------------------
