@@ -252,8 +252,8 @@ def adaptive_max_pool(x, out_size, *, layout=None):
 
       dx[n, c, r*] += g[n, c, i],  r* = the winning row of window i
 
-    Residuals: the winner's offset in its window, in the smallest unsigned type
-    that holds the (longest) window.
+    Residuals: the winner's offset in its window, one byte per output (``uint8``;
+    ``int32`` for windows over 256 taps, e.g. global max pooling).
     """
     return _adaptive("max", "adaptive_max_pool", None, x, out_size, layout)
 

@@ -81,8 +81,10 @@ def on_spatial_axes(layout: Layout, per_dim, combine) -> np.ndarray:
 
 
 def winner_dtype(taps: int):
-    """The smallest unsigned integer type that holds every offset in a window."""
-    return np.min_scalar_type(taps - 1)
+    """The type of a winner's offset in its window: one byte (``uint8``) for windows
+    of up to 256 taps, as every common pool; ``int32`` beyond (windows that large
+    have few outputs, and int32 is what JAX indexes with)."""
+    return np.dtype(np.uint8) if taps <= 256 else np.dtype(np.int32)
 
 
 def _crop(c: PoolConfig, dxp):
@@ -163,8 +165,8 @@ def max_pool(x, *, pool, stride=None, pad=0, dilation=1, ceil_mode=False, layout
     ``np.argmax``), a window holding NaN outputs NaN and sends its gradient to its
     LAST NaN, and a window of ``-inf`` only to its first tap on the input.
 
-    Residuals: the winner's tap, in the smallest unsigned type that holds the window
-    size (``uint8`` up to 256 taps), instead of x and the output.
+    Residuals: the winner's tap, one byte per output (``uint8``; ``int32`` for
+    windows over 256 taps), instead of x and the output.
     """
     return _max("max_pool", None, x, pool, stride, pad, dilation, ceil_mode, layout)
 
