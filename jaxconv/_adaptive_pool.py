@@ -183,7 +183,7 @@ def _max_windows(c: AdaptiveConfig, x):
         y = _gather(y, axis, dim)
     _, tap_axes = _tap_axes(c)
     y = jnp.moveaxis(y, tap_axes, range(y.ndim - len(tap_axes), y.ndim))
-    return y.reshape(y.shape[:x.ndim] + (-1,))
+    return y.reshape(y.shape[:x.ndim] + (math.prod(d.taps for d in c.dims),))
 
 
 def _max_fwd(c: AdaptiveConfig, x):

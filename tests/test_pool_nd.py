@@ -1,0 +1,346 @@
+"""The pooling family in 1, 2 and 3 spatial dims: the hand-derived backwards against
+the autodiff twins and centered differences for every option, hand-worked values,
+NaN and ties, residuals, dtypes and bad input. (PyTorch's own module configurations
+are in test_torch_modules_pool.py, JAX's transformations in
+test_transforms_pool_nd.py.)"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconv as jc
+from jaxconv.gradcheck import rel_error
+import _pool_oracles as oracle
+
+
+def distinct(seed, *shape):
+    """A shuffled grid 0.1 apart: no window holds two values within 0.1 of each other,
+    so finite differences never cross a change of winner."""
+    size = int(np.prod(shape))
+    return (np.random.default_rng(seed).permutation(size) * 0.1 - size * 0.05).reshape(shape)
+
+
+def channels_last(a):
+    return np.moveaxis(np.asarray(a), 1, -1)
+
+
+# (op, x shape (channels-first), hyperparameters, channels-last?) -- every option
+CASES = [
+    ("max_pool", (2, 2, 9), dict(pool=3, stride=2, pad=1, dilation=2, ceil_mode=True), False),
+    ("max_pool", (1, 2, 7, 6), dict(pool=3, stride=2, pad=1), True),
+    ("max_pool", (1, 2, 6, 7), dict(pool=(3, 2), stride=(2, 1), pad=(1, 0), ceil_mode=True),
+     False),
+    ("max_pool", (1, 2, 5, 6), dict(pool=2, stride=1, pad=((1, 0), (0, 1)), dilation=(2, 1)),
+     True),
+    ("max_pool", (1, 1, 4, 5, 4), dict(pool=2, stride=(1, 2, 1), pad=1, dilation=(1, 1, 2),
+                                       ceil_mode=True), True),
+    ("avg_pool", (2, 2, 8), dict(pool=3, stride=2, pad=1, ceil_mode=True,
+                                 count_include_pad=False), True),
+    ("avg_pool", (1, 2, 7, 6), dict(pool=3, stride=2, pad=1, ceil_mode=True), False),
+    ("avg_pool", (1, 2, 6, 6), dict(pool=(2, 3), stride=(2, 1), pad=(1, 1),
+                                    divisor_override=4), True),
+    ("avg_pool", (1, 1, 5, 4, 6), dict(pool=(2, 3, 2), stride=2, pad=1, ceil_mode=True,
+                                       count_include_pad=False), False),
+    ("adaptive_avg_pool", (2, 2, 7), dict(out_size=3), False),
+    ("adaptive_avg_pool", (1, 2, 7, 6), dict(out_size=(3, None)), True),
+    ("adaptive_avg_pool", (1, 2, 7, 6), dict(out_size=1), True),
+    ("adaptive_avg_pool", (1, 1, 3, 5, 4), dict(out_size=(5, 2, 3)), False),
+    ("adaptive_max_pool", (2, 2, 7), dict(out_size=3), True),
+    ("adaptive_max_pool", (1, 2, 7, 6), dict(out_size=(4, 2)), False),
+    ("adaptive_max_pool", (1, 2, 7, 6), dict(out_size=1), True),
+    ("adaptive_max_pool", (1, 1, 3, 5, 4), dict(out_size=(5, 2, 3)), False),
+]
+_LAST = {3: "NWC", 4: "NHWC", 5: "NDHWC"}
+
+
+def bound(module, name, hyper, layout):
+    """``x -> op(x)`` with the hyperparameters (``out_size`` positional)."""
+    hyper = dict(hyper, layout=layout)
+    out_size = hyper.pop("out_size", None)
+    op = getattr(module, name)
+    return (lambda x: op(x, out_size, **hyper)) if name.startswith("adaptive") \
+        else (lambda x: op(x, **hyper))
+
+
+def _case_inputs(i):
+    name, shape, hyper, last = CASES[i]
+    x = distinct(i, *shape)
+    layout = _LAST[len(shape)] if last else None
+    return name, (channels_last(x) if last else x), hyper, layout
+
+
+@pytest.mark.parametrize("i", range(len(CASES)),
+                         ids=[f"{c[0]}-{len(c[1]) - 2}d-{i}" for i, c in enumerate(CASES)])
+def test_custom_equals_twin_and_numerical(i):
+    """One jitted call: the custom VJP, the twin's autodiff VJP and centered
+    differences (h = 1e-5) of the same random cotangent, float64."""
+    name, x, hyper, layout = _case_inputs(i)
+    custom, twin = (bound(m, name, hyper, layout) for m in (jc, jc.reference))
+    g = np.random.default_rng(100 + i).standard_normal(jax.eval_shape(twin, x).shape)
+
+    @jax.jit
+    def run(x, g):
+        out, pull = jax.vjp(custom, x)
+        out_ref, pull_ref = jax.vjp(twin, x)
+        h = 1e-5
+        steps = jnp.eye(x.size, dtype=x.dtype).reshape((x.size,) + x.shape) * h
+        along = lambda s: jnp.sum((twin(x + s) - twin(x - s)) * g) / (2 * h)  # noqa: E731
+        numerical = jax.vmap(along)(steps).reshape(x.shape)
+        return out, out_ref, pull(g)[0], pull_ref(g)[0], numerical
+
+    out, out_ref, dx, dx_ref, dx_num = run(x, g)
+    assert dx.dtype == x.dtype and dx.shape == x.shape
+    assert rel_error(out, out_ref) < 1e-10
+    assert rel_error(dx, dx_ref) < 1e-10
+    assert rel_error(dx, dx_num) < 1e-6
+
+
+# --- hand-worked values -----------------------------------------------------------------
+
+def test_avg_pool_divisors_by_hand():
+    """x = 1..5, window 2, stride 2, pad 1, ceil_mode: windows [pad, 1], [2, 3], [4, 5];
+    with the padding counted the first divides by 2 (0.5), without by 1 (1.0).
+    x = 1..4, window 3, stride 2, pad 1, ceil_mode: the last window [4, pad, past]
+    divides by 2: the overhang past the padded input is never counted."""
+    x = np.arange(1.0, 6.0)[None, None]
+    kw = dict(pool=2, stride=2, pad=1, ceil_mode=True)
+    np.testing.assert_allclose(jc.avg_pool1d(x, **kw)[0, 0], [0.5, 2.5, 4.5])
+    np.testing.assert_allclose(jc.avg_pool1d(x, count_include_pad=False, **kw)[0, 0],
+                               [1.0, 2.5, 4.5])
+    x4 = np.arange(1.0, 5.0)[None, None]
+    np.testing.assert_allclose(jc.avg_pool1d(x4, pool=3, stride=2, pad=1, ceil_mode=True)[0, 0],
+                               [1.0, 3.0, 2.0])
+    dx = jax.grad(lambda a: jc.avg_pool1d(a, pool=3, stride=2, pad=1, ceil_mode=True).sum())(x4)
+    np.testing.assert_allclose(dx[0, 0], [1 / 3, 2 / 3, 1 / 3, 1 / 3 + 1 / 2])
+
+
+def test_max_pool_ceil_mode_and_dilation_by_hand():
+    """x = 0..9, window 3 dilated by 2 (taps 0, 2, 4), stride 2, pad 1, ceil_mode:
+    windows start at -1, 1, 3, 5, 7; the last reads 7, 9 and one tap past the
+    padded input."""
+    x = np.arange(10.0)[None, None]
+    out = jc.max_pool1d(x, pool=3, stride=2, pad=1, dilation=2, ceil_mode=True)
+    np.testing.assert_array_equal(out[0, 0], [3, 5, 7, 9, 9])
+    floor = jc.max_pool1d(x, pool=3, stride=2, pad=1, dilation=2)
+    np.testing.assert_array_equal(floor[0, 0], [3, 5, 7, 9])
+    dx = jax.grad(lambda a: jc.max_pool1d(a, pool=3, stride=2, pad=1, dilation=2,
+                                          ceil_mode=True).sum())(x)
+    np.testing.assert_array_equal(dx[0, 0], [0, 0, 0, 1, 0, 1, 0, 1, 0, 2])
+
+
+def test_adaptive_windows_by_hand():
+    """5 rows to 3: windows [0, 2), [1, 4), [3, 5); to 7 (upsampling): rows
+    0, 0-1, 1-2, 2, 2-3, 3-4, 4 (PyTorch's rule)."""
+    x = np.array([[[1.0, 5.0, 2.0, 4.0, 3.0]]])
+    np.testing.assert_allclose(jc.adaptive_avg_pool1d(x, 3)[0, 0], [3.0, 11 / 3, 3.5])
+    np.testing.assert_array_equal(jc.adaptive_max_pool1d(x, 3)[0, 0], [5.0, 5.0, 4.0])
+    np.testing.assert_array_equal(jc.adaptive_max_pool1d(x, 7)[0, 0],
+                                  [1.0, 5.0, 5.0, 2.0, 4.0, 4.0, 3.0])
+    dx = jax.grad(lambda a: jc.adaptive_max_pool1d(a, 3).sum())(x)
+    np.testing.assert_array_equal(dx[0, 0], [0, 2, 0, 1, 0])     # row 1 wins twice
+
+
+def test_max_pool_nan_and_ties_by_hand():
+    """Ties: the first maximum in row-major order. NaN: the output is NaN and the
+    gradient goes to the window's LAST NaN (PyTorch's scan: larger or NaN wins).
+    A window of -inf next to the padding: its first tap on the input."""
+    tie = np.array([[[[3.0, 1.0], [3.0, 3.0]]]])
+    for f in (lambda a: jc.max_pool2d(a, pool=2), lambda a: jc.adaptive_max_pool2d(a, 1)):
+        np.testing.assert_array_equal(jax.grad(lambda a: f(a).sum())(tie)[0, 0], [[1, 0], [0, 0]])
+    nan = np.array([[[[1.0, np.nan], [np.nan, 2.0]]]])
+    for f in (lambda a: jc.max_pool2d(a, pool=2), lambda a: jc.adaptive_max_pool2d(a, 1),
+              lambda a: jc.max_pool(a, pool=3, stride=2, pad=1)):
+        assert np.isnan(f(nan)[0, 0, 0, 0])
+        np.testing.assert_array_equal(jax.grad(lambda a: f(a)[0, 0, 0, 0])(nan)[0, 0],
+                                      [[0, 0], [1, 0]])
+    minus_inf = np.full((1, 1, 3), -np.inf)
+    dx = jax.grad(lambda a: jc.max_pool1d(a, pool=3, stride=1, pad=1).sum())(minus_inf)
+    np.testing.assert_array_equal(dx[0, 0], [2, 1, 0])
+
+
+def test_ops_equal_numpy_loops_nd():
+    """The custom ops against the NumPy loops of PyTorch's kernels, one 3-D case each."""
+    x = distinct(7, 2, 2, 5, 4, 6)
+    g = np.random.default_rng(8).standard_normal
+    checks = [
+        (lambda a: jc.max_pool3d(a, pool=(3, 2, 3), stride=(2, 1, 2), pad=(1, 0, 1),
+                                 dilation=(1, 2, 1), ceil_mode=True),
+         lambda a, g: oracle.max_pool(a, g, (3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 2, 1), True)),
+        (lambda a: jc.avg_pool3d(a, pool=3, stride=2, pad=1, ceil_mode=True,
+                                 count_include_pad=False),
+         lambda a, g: oracle.avg_pool(a, g, 3, 2, 1, True, False)),
+        (lambda a: jc.adaptive_max_pool3d(a, (2, 3, 4)),
+         lambda a, g: oracle.adaptive_pool(a, g, (2, 3, 4), "max")),
+        (lambda a: jc.adaptive_avg_pool3d(a, (4, 3, 4)),
+         lambda a, g: oracle.adaptive_pool(a, g, (4, 3, 4), "avg")),
+    ]
+    for op, loops in checks:
+        out, pull = jax.vjp(op, x)
+        gout = g(out.shape)
+        expected_out, expected_dx = loops(x, gout)
+        assert rel_error(out, expected_out) < 1e-12
+        assert rel_error(pull(gout)[0], expected_dx) < 1e-12
+
+
+# --- residuals ----------------------------------------------------------------------------
+
+def residuals(f, x):
+    """The arrays the pullback of ``f`` at x keeps (what stays between the passes)."""
+    _, pullback = jax.vjp(f, x)
+    return [(np.dtype(leaf.dtype), tuple(leaf.shape)) for leaf in jax.tree.leaves(pullback)]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_residuals_max_keeps_one_byte_per_output_avg_nothing(layout):
+    x = np.zeros((2, 3, 9, 8)) if layout == "NCHW" else np.zeros((2, 9, 8, 3))
+    out_shape = (2, 3, 5, 4) if layout == "NCHW" else (2, 5, 4, 3)
+    stem = dict(pool=3, stride=2, pad=1, layout=layout)
+    assert residuals(lambda a: jc.max_pool(a, **stem), x) == [(np.dtype(np.uint8), out_shape)]
+    dilated_shape = (2, 3, 4, 4) if layout == "NCHW" else (2, 4, 4, 3)  # span 5, ceil
+    assert residuals(lambda a: jc.max_pool(a, dilation=2, ceil_mode=True, **stem), x) == \
+        [(np.dtype(np.uint8), dilated_shape)]
+    assert residuals(lambda a: jc.avg_pool(a, ceil_mode=True, **stem), x) == []
+    assert residuals(lambda a: jc.adaptive_avg_pool(a, (3, 5), layout=layout), x) == []
+    adaptive_shape = (2, 3, 4, 3) if layout == "NCHW" else (2, 4, 3, 3)
+    assert residuals(lambda a: jc.adaptive_max_pool(a, (4, 3), layout=layout), x) == \
+        [(np.dtype(np.uint8), adaptive_shape)]
+    # global max pooling: 72 taps still fit a byte; 17 x 16 = 272 do not
+    assert residuals(lambda a: jc.adaptive_max_pool(a, 1, layout=layout), x)[0][0] == np.uint8
+    big = np.zeros((1, 2, 17, 16))
+    assert residuals(lambda a: jc.adaptive_max_pool2d(a, 1), big) == \
+        [(np.dtype(np.int32), (1, 2, 1, 1))]
+
+
+def test_global_average_pool_is_one_mean():
+    """out_size=1: the forward is one reduction and the backward one broadcast, no
+    window gathers or scatters."""
+    x = np.zeros((2, 3, 7, 7))
+    jaxpr = str(jax.make_jaxpr(lambda a: jax.vjp(lambda b: jc.adaptive_avg_pool(b, 1), a)[1](
+        jnp.ones((2, 3, 1, 1))))(x))
+    assert "reduce_sum" in jaxpr
+    assert not any(p in jaxpr for p in ("gather", "scatter", "reduce_window", "pad"))
+
+
+# --- dtypes -------------------------------------------------------------------------------
+
+DTYPE_OPS = {
+    "max_pool": (dict(pool=3, stride=2, pad=1, ceil_mode=True), "x"),
+    "avg_pool": (dict(pool=3, stride=2, pad=1, ceil_mode=True, count_include_pad=False), "x"),
+    "adaptive_avg_pool": (dict(out_size=(3, 4)), "x"),
+    "adaptive_max_pool": (dict(out_size=(3, 4)), "x"),
+}
+TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2, jnp.float16: 2e-3}
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16],
+                         ids=["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("name", list(DTYPE_OPS))
+def test_low_precision_matches_twin(name, dtype):
+    """Forward and gradient keep x's dtype and agree with the twin (which sums and
+    divides half precision in float32 too) to the dtype's rounding."""
+    hyper, _ = DTYPE_OPS[name]
+    x = jnp.asarray(distinct(3, 2, 3, 7, 9), dtype)
+    custom, twin = (bound(m, name, hyper, None) for m in (jc, jc.reference))
+
+    @jax.jit
+    def run(x):
+        out, pull = jax.vjp(custom, x)
+        out_ref, pull_ref = jax.vjp(twin, x)
+        g = jnp.cos(jnp.arange(out.size, dtype=out.dtype)).reshape(out.shape)
+        return out, out_ref, pull(g)[0], pull_ref(g)[0]
+
+    out, out_ref, dx, dx_ref = run(x)
+    assert out.dtype == dtype and dx.dtype == dtype
+    assert rel_error(out, out_ref) < TOL[dtype]
+    assert rel_error(dx, dx_ref) < TOL[dtype]
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+X4 = np.zeros((2, 3, 8, 8))
+XS = r"x.shape=\(2, 3, 8, 8\)"
+# (op, args, hyperparameters, error, message regex)
+BAD = [
+    ("max_pool", (X4,), dict(pool=5, pad=3), ValueError,
+     r"max_pool: pad must be at most half the pool window \(pool // 2 = \(2, 2\)\), got "
+     r"pad=\(3, 3\) for pool=\(5, 5\) \(" + XS),
+    ("avg_pool2d", (X4,), dict(pool=3, pad=((0, 2), (1, 1))), ValueError,
+     r"avg_pool2d: pad must be at most half"),
+    ("max_pool", (X4,), dict(pool=3, dilation=0), ValueError,
+     r"max_pool: dilation must be >= 1, got 0"),
+    ("max_pool3d", (np.zeros((1, 2, 4, 4, 4)),), dict(pool=3, dilation=(1, 4, 1)), ValueError,
+     r"max_pool3d: pool \(3, 3, 3\) with dilation \(1, 4, 1\) spans \(3, 9, 3\), larger than "
+     r"the padded input \(4, 4, 4\)"),
+    ("avg_pool", (X4,), dict(pool=9), ValueError,
+     r"avg_pool: pool \(9, 9\) is larger than the padded input \(8, 8\) \(" + XS),
+    ("max_pool", (X4,), dict(pool=2, layout="NHWCD"), ValueError,
+     r"max_pool: layout must be one of \('NCW', 'NWC', 'NCHW', 'NHWC', 'NCDHW', 'NDHWC'\)"),
+    ("max_pool", (X4,), dict(pool=2, layout="NCW"), ValueError,
+     r"max_pool: x must be 3-D for layout 'NCW', got " + XS),
+    ("avg_pool1d", (X4,), dict(pool=2), ValueError, r"avg_pool1d: x must be 3-D, got " + XS),
+    ("max_pool", (np.zeros((1, 1, 2, 2, 2, 2)),), dict(pool=2), ValueError,
+     r"max_pool: x must be 3-D, 4-D or 5-D"),
+    ("max_pool3d", (np.zeros((1, 2, 4, 4, 4)),), dict(pool=(2, 2)), TypeError,
+     r"max_pool3d: pool must be an int or a tuple of 3 ints, got \(2, 2\)"),
+    ("max_pool", (X4,), dict(pool=2, ceil_mode=1), TypeError,
+     r"max_pool: ceil_mode must be a bool, got 1"),
+    ("avg_pool", (X4,), dict(pool=2, count_include_pad="yes"), TypeError,
+     r"avg_pool: count_include_pad must be a bool"),
+    ("avg_pool", (X4,), dict(pool=2, divisor_override=0), ValueError,
+     r"avg_pool: divisor_override must be >= 1, got 0"),
+    ("max_pool", (np.zeros((2, 0, 8, 8)),), dict(pool=2), ValueError,
+     r"max_pool: x may be empty only along the batch axis, got x.shape=\(2, 0, 8, 8\)"),
+    ("avg_pool", (np.zeros((2, 3, 0, 8)),), dict(pool=1), ValueError,
+     r"avg_pool: x may be empty only along the batch axis"),
+    ("max_pool", (X4.astype(np.int32),), dict(pool=2), TypeError,
+     r"max_pool: x must have a floating dtype, got int32"),
+    ("adaptive_avg_pool", (X4, 0), {}, ValueError,
+     r"adaptive_avg_pool: out_size must be >= 1, got \(0, 0\) \(" + XS),
+    ("adaptive_max_pool", (X4, (3, -1)), {}, ValueError,
+     r"adaptive_max_pool: out_size must be >= 1, got \(3, -1\)"),
+    ("adaptive_max_pool", (X4, (3, 3, 3)), {}, TypeError,
+     r"adaptive_max_pool: out_size must be an int or a pair of ints, got \(3, 3, 3\)"),
+    ("adaptive_avg_pool2d", (X4, 2.5), {}, TypeError,
+     r"adaptive_avg_pool2d: out_size must be an int or a pair of ints, got \(2.5, 2.5\)"),
+    ("adaptive_avg_pool3d", (X4, 2), {}, ValueError, r"adaptive_avg_pool3d: x must be 5-D"),
+    ("adaptive_max_pool", (X4, 2), dict(layout="NDHWC"), ValueError,
+     r"adaptive_max_pool: x must be 5-D for layout 'NDHWC'"),
+    ("adaptive_max_pool1d", (np.zeros((1, 0, 4)), 2), {}, ValueError,
+     r"adaptive_max_pool1d: x may be empty only along the batch axis"),
+]
+
+
+@pytest.mark.parametrize("module", [jc, jc.reference], ids=["custom", "twin"])
+@pytest.mark.parametrize("name, args, kw, error, message", BAD,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_input(module, name, args, kw, error, message):
+    fn = getattr(module, name)
+    with pytest.raises(error, match=message):
+        fn(*args, **kw)
+    with pytest.raises(error, match=message):     # at trace time under jit as well
+        jax.jit(lambda x: fn(x, *args[1:], **kw))(args[0])
+
+
+@pytest.mark.parametrize("name", ["max_pool", "avg_pool", "adaptive_avg_pool",
+                                  "adaptive_max_pool"])
+def test_empty_batch_gives_empty_output(name):
+    """As in PyTorch, N = 0 is allowed: the output and the gradient are empty too."""
+    f = bound(jc, name, dict(out_size=3) if name.startswith("adaptive") else dict(pool=2), None)
+    x = np.zeros((0, 2, 6, 6))
+    out, pull = jax.vjp(f, x)
+    assert out.shape == (0, 2, 3, 3) and pull(jnp.zeros(out.shape))[0].shape == x.shape
+
+
+def test_signatures_of_twins_are_identical():
+    import inspect
+    for name in ["max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool"]:
+        for suffix in ("", "1d", "2d", "3d"):
+            op, twin = getattr(jc, name + suffix), getattr(jc.reference, name + suffix)
+            assert inspect.signature(op) == inspect.signature(twin), name + suffix
+
+
+def test_2d_defaults_unchanged():
+    """max_pool2d/avg_pool2d keep their defaults: pool=2, stride=pool, layout NCHW."""
+    x = distinct(1, 1, 2, 4, 6)
+    np.testing.assert_array_equal(jc.max_pool2d(x), x.reshape(1, 2, 2, 2, 3, 2).max((3, 5)))
+    np.testing.assert_allclose(jc.avg_pool2d(x), x.reshape(1, 2, 2, 2, 3, 2).mean((3, 5)))
