@@ -126,7 +126,7 @@ def layout(op: str, value, x_shape, *, ndim: int | None = None) -> Layout:
     if value not in allowed:
         raise ValueError(f"{op}: layout must be one of {allowed}, got {value!r}")
     if len(x_shape) != len(value):
-        raise ValueError(f"{op}: x must be {len(value)}-D for layout {value!r}, got {shapes}")
+        raise ValueError(f"{op}: x must be {len(value)}-D, got {shapes} (layout {value!r})")
     return Layout(value)
 
 

@@ -13,81 +13,58 @@ cotangent, all arrays passed as arguments so nothing constant-folds) for:
 and one whole training step of ThreeLayerConvNet (forward, backward, adam update)
 on the custom ops, on the reference twins and in PyTorch.
 
+The cases are the ``bench`` cases of every op's declaration in the registry
+(``jaxconv._registry``), PyTorch's side its declared oracle.
+
 The variants run interleaved, one call each per round, the order rotating
 from round to round (PyTorch's worker threads spin for a while after each op and
 would otherwise always slow the variant that follows it), so that a noisy shared
-machine slows them alike; the table reports medians and the ratios
-``custom / autodiff`` and ``custom / torch`` (below 1 means custom is faster).
-It also lists the bytes of residuals each rule keeps between the passes: the
-arrays held by the pullback that ``jax.vjp`` returns.
+machine slows them alike. Each call is timed twice: wall time, and the CPU time
+of the whole process (every thread: XLA's pool and PyTorch's, whose spinning
+threads inflate their wall time on a shared core). The table reports the medians
+and the ratios ``custom / autodiff``, ``custom / torch``, ... as the median over
+rounds of the ratio within each round (below 1 means custom is faster).
+``--cpus 0`` or ``--cpus 0,1`` pins the run to those cores (``os.sched_setaffinity``,
+set before JAX and PyTorch start their threads). It also lists the bytes of
+residuals each rule keeps between the passes: the arrays held by the pullback
+that ``jax.vjp`` returns.
 """
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import os
 import platform
+import sys
 import time
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxconv as jc
+from jaxconv._registry import fix_others
 
 
-@dataclasses.dataclass
-class Case:
-    name: str
-    op: str                     # name in jaxconv / jaxconv.reference
-    shapes: tuple               # shapes of the float arguments
-    hyper: dict
-    torch_fn: Callable | None   # (torch, *tensors) -> output
+def cases(quick: bool) -> list:
+    """``(OpSpec, Bench)`` for every bench case of every registered op."""
+    from jaxconv import _registry
+    return [(spec, case) for spec in _registry.ops().values() for case in spec.bench(quick)]
 
 
-def _same_forward(case: Case, args) -> Callable | None:
-    """The custom op's own forward as plain differentiable jnp (no custom rule)."""
-    from jaxconv import _conv, _pool
-
-    if case.op == "conv2d" and case.hyper.get("impl") in ("im2col", "naive"):
-        config = _conv.conv_config(*args, layout="NCHW", **case.hyper)[3]
-        return lambda *a: _conv._conv_primal(config, *a)
-    if case.op in ("max_pool2d", "avg_pool2d"):
-        config = _pool.pool_config(case.op, args[0], pool=case.hyper["pool"],
-                                   stride=case.hyper.get("stride"), layout="NCHW")[1]
-        primal = _pool._max_primal if case.op == "max_pool2d" else _pool._avg_primal
-        return lambda x: primal(config, x)
-    return None
+def _float32(a):
+    """Float arrays (NumPy or JAX) as float32 JAX arrays; labels and keys as JAX arrays."""
+    if a is None or not hasattr(a, "dtype"):
+        return a
+    a = jnp.asarray(a)
+    return a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
 
-def _torch_conv(stride, pad):
-    return lambda torch, x, w, b: torch.nn.functional.conv2d(x, w, b, stride=stride, padding=pad)
-
-
-def cases(quick: bool) -> list[Case]:
-    n, c, hw, f, k = (8, 3, 16, 8, 3) if quick else (64, 3, 32, 32, 7)
-    conv_shapes = ((n, c, hw, hw), (f, c, k, k), (f,))
-    out = []
-    for stride in (1, 2):
-        for impl in ("xla", "im2col", "naive"):
-            out.append(Case(f"conv2d {impl} s{stride}", "conv2d", conv_shapes,
-                            dict(stride=stride, pad=k // 2, impl=impl),
-                            _torch_conv(stride, k // 2)))
-    pool_shape = ((n, f, hw, hw),)
-    out.append(Case("max_pool2d 2x2", "max_pool2d", pool_shape, dict(pool=2),
-                    lambda torch, x: torch.nn.functional.max_pool2d(x, 2)))
-    out.append(Case("max_pool2d 3x3 s2", "max_pool2d", pool_shape, dict(pool=3, stride=2),
-                    lambda torch, x: torch.nn.functional.max_pool2d(x, 3, 2)))
-    out.append(Case("avg_pool2d 2x2", "avg_pool2d", pool_shape, dict(pool=2),
-                    lambda torch, x: torch.nn.functional.avg_pool2d(x, 2)))
-    return out
-
-
-def _vjp_fn(op):
-    """Jitted ``(args, g) -> (out, grads)``: the forward and the backward of op."""
-    def fwd_bwd(args, g):
-        out, pullback = jax.vjp(op, *args)
+def _vjp_fn(op, diff):
+    """Jitted ``(arrays, g) -> (out, grads)``: the forward of op and its backward for
+    the arrays at the indices ``diff``."""
+    def fwd_bwd(arrays, g):
+        out, pullback = jax.vjp(fix_others(op, arrays, diff), *(arrays[i] for i in diff))
         return out, pullback(g)
     return jax.jit(fwd_bwd)
 
@@ -98,53 +75,108 @@ def _residual_bytes(op, args) -> int:
     return int(sum(leaf.nbytes for leaf in jax.tree.leaves(pullback)))
 
 
-def _time_once(fn) -> float:
-    start = time.perf_counter()
+def _time_once(fn) -> tuple[float, float]:
+    """Wall and CPU seconds of one call; CPU time is the whole process's, every
+    thread (XLA's and PyTorch's pools) included."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run_case(case: Case, repeats: int, torch=None) -> dict:
-    keys = jax.random.split(jax.random.key(0), len(case.shapes) + 1)
-    args = [jax.random.normal(k, s, jnp.float32) for k, s in zip(keys, case.shapes)]
-    custom = lambda *a: getattr(jc, case.op)(*a, **case.hyper)               # noqa: E731
-    twin = lambda *a: getattr(jc.reference, case.op)(*a, **case.hyper)       # noqa: E731
-    g = jax.random.normal(keys[-1], jax.eval_shape(custom, *args).shape, jnp.float32)
+def _torch_variant(torch, spec, case, args):
+    """PyTorch's forward + backward of the op's oracle, on the same float32 values."""
+    t_args = to_torch(torch, spec, args)
+    diff = [t for t in t_args if getattr(t, "requires_grad", False)]
+    with torch.no_grad():
+        shapes = [o.shape for o in _outputs(spec.torch(torch, *t_args, **case.hyper))]
+    rng = np.random.default_rng(0)
+    grads = {k: torch.tensor(rng.standard_normal(shape).astype(np.float32))
+             for k, shape in enumerate(shapes) if k not in spec.no_grad_outputs}
+
+    def torch_step():
+        for t in diff:
+            t.grad = None
+        outs = _outputs(spec.torch(torch, *t_args, **case.hyper))
+        torch.autograd.backward([outs[k] for k in grads], list(grads.values()))
+    return torch_step
+
+
+def to_torch(torch, spec, args) -> list:
+    """``args`` for the op's PyTorch oracle: float arrays as tensors of their dtype
+    (``requires_grad`` for the arguments that get gradients), integer arrays (labels)
+    as int64 tensors, the rest (None, static positionals) as they are."""
+    names = dict(zip(spec.split(args)[0], spec.array_names(args)))
+    out = list(args)
+    for i, name in names.items():
+        a = args[i]
+        if a is None:
+            continue
+        a = np.array(a)                   # a writable copy, as torch wants
+        if np.issubdtype(a.dtype, np.floating):
+            out[i] = torch.tensor(a, requires_grad=name in spec.grads)
+        else:
+            out[i] = torch.as_tensor(a).long()
+    return out
+
+
+def _outputs(out):
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def run_case(spec, case, repeats: int, torch=None) -> dict:
+    args = tuple(_float32(a) for a in case.args)
+    custom, twin, arrays = spec.bind(args, case.hyper)
+    names = spec.array_names(args)
+    diff = [i for i, a in enumerate(arrays) if names[i] in spec.grads and a is not None]
+    out_shape = jax.eval_shape(custom, *arrays)
+    keys = jax.random.split(jax.random.key(0), len(jax.tree.leaves(out_shape)))
+    g = jax.tree.unflatten(jax.tree.structure(out_shape), [
+        jax.random.normal(k, o.shape, o.dtype) for k, o in zip(keys, jax.tree.leaves(out_shape))])
+    same_fwd = spec.same_forward(args, case.hyper) if spec.same_forward else None
     variants = {}
-    same_fwd = _same_forward(case, args)
     for name, op in (("custom", custom), ("autodiff", twin), ("same_fwd", same_fwd)):
         if op is not None:
-            fn = _vjp_fn(op)
-            variants[name] = lambda fn=fn: jax.block_until_ready(fn(args, g))
-    if torch is not None and case.torch_fn is not None:
-        t_args = [torch.tensor(np.asarray(a), requires_grad=True) for a in args]
-        t_g = torch.tensor(np.asarray(g))
-
-        def torch_step():
-            for t in t_args:
-                t.grad = None
-            case.torch_fn(torch, *t_args).backward(t_g)
-        variants["torch"] = torch_step
+            fn = _vjp_fn(op, diff)
+            variants[name] = lambda fn=fn: jax.block_until_ready(fn(arrays, g))
+    if torch is not None and spec.torch is not None:
+        variants["torch"] = _torch_variant(torch, spec, case, args)
     row = _timed_row(case.name, variants, repeats)
-    row["residual_bytes_custom"] = _residual_bytes(custom, args)
-    row["residual_bytes_autodiff"] = _residual_bytes(twin, args)
+    row["op"] = spec.name
+    diff_args = [arrays[i] for i in diff]
+    row["residual_bytes_custom"] = _residual_bytes(fix_others(custom, arrays, diff), diff_args)
+    row["residual_bytes_autodiff"] = _residual_bytes(fix_others(twin, arrays, diff), diff_args)
     return row
 
 
 def _timed_row(name: str, variants: dict, repeats: int) -> dict:
-    """Median milliseconds of each variant, timed in interleaved rounds, and ratios."""
+    """Median wall and CPU milliseconds of each variant, timed in interleaved rounds
+    (the order rotating), and each ratio as the median over rounds of the ratio
+    within the round (paired: both sides saw the same moment of a noisy machine)."""
     for fn in variants.values():   # compile and warm up
         fn()
-    times = {variant: [] for variant in variants}
+    wall = {variant: [] for variant in variants}
+    cpu = {variant: [] for variant in variants}
     order = list(variants)
     for round_ in range(repeats):
         for variant in order[round_ % len(order):] + order[:round_ % len(order)]:
-            times[variant].append(_time_once(variants[variant]))
-    row = {"case": name, **{f"{k}_ms": 1e3 * float(np.median(v)) for k, v in times.items()}}
+            w, c = _time_once(variants[variant])
+            wall[variant].append(1e3 * w)
+            cpu[variant].append(1e3 * c)
+    row = {"case": name}
+    for v in variants:
+        row[f"{v}_ms"] = float(np.median(wall[v]))
+        row[f"{v}_cpu_ms"] = float(np.median(cpu[v]))
     for other in ("autodiff", "same_fwd", "torch"):
-        if f"{other}_ms" in row:
-            row[f"custom/{other}"] = row["custom_ms"] / row[f"{other}_ms"]
+        if other in variants:
+            row[f"custom/{other}"] = _paired_ratio(wall["custom"], wall[other])
+            row[f"custom/{other} cpu"] = _paired_ratio(cpu["custom"], cpu[other])
+    row["rounds"] = {v: {"wall_ms": wall[v], "cpu_ms": cpu[v]} for v in variants}
     return row
+
+
+def _paired_ratio(mine, theirs) -> float:
+    """Median of the per-round ratios (a round that measured 0 s counts as 1 µs)."""
+    return float(np.median(np.asarray(mine) / np.maximum(np.asarray(theirs), 1e-3)))
 
 
 def run_train_step(quick: bool, repeats: int, torch=None) -> dict:
@@ -219,33 +251,81 @@ def _import_torch():
     return torch
 
 
-def benchmark(quick: bool = False, repeats: int | None = None) -> dict:
-    torch = _import_torch()
-    repeats = repeats or (5 if quick else 15)
-    rows = [run_case(case, repeats, torch) for case in cases(quick)]
-    rows.append(run_train_step(quick, repeats, torch))
-    return {"device": device_description(),
-            "torch": None if torch is None else f"{torch.__version__}, "
-                                                f"{torch.get_num_threads()} threads",
-            "repeats": repeats, "rows": rows}
+def parse_cpus(text: str) -> set[int]:
+    """``"0"``, ``"0,1"``, ``"0-3,6"`` -> the set of core numbers."""
+    cpus = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            cpus.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise ValueError(f"--cpus must be core numbers like 0 or 0,1 or 0-3, got {text!r}")
+    if not cpus or min(cpus) < 0:
+        raise ValueError(f"--cpus must name at least one core >= 0, got {text!r}")
+    return cpus
+
+
+@contextlib.contextmanager
+def pinned(cpus: set[int] | None):
+    """Run this process on ``cpus`` only, for the ``with`` block (None: as it is).
+
+    Enter it before JAX computes anything and before PyTorch is imported: both
+    size their thread pools from the affinity mask when they start (PyTorch's
+    pool is also resized here, in case it had started already)."""
+    if cpus is None:
+        yield
+        return
+    available = os.sched_getaffinity(0)
+    if not cpus <= available:
+        raise ValueError(f"--cpus {sorted(cpus)}: this process may only use cores "
+                         f"{sorted(available)}")
+    torch = _import_torch() if "torch" in sys.modules else None
+    threads = torch.get_num_threads() if torch is not None else None
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, available)
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+
+def benchmark(quick: bool = False, repeats: int | None = None,
+              cpus: set[int] | None = None) -> dict:
+    with pinned(cpus):
+        torch = _import_torch()
+        if torch is not None and cpus is not None:
+            torch.set_num_threads(len(cpus))
+        repeats = repeats or (5 if quick else 15)
+        rows = [run_case(spec, case, repeats, torch) for spec, case in cases(quick)]
+        rows.append(run_train_step(quick, repeats, torch))
+        return {"device": device_description(),
+                "cpus": sorted(os.sched_getaffinity(0)), "pinned": cpus is not None,
+                "torch": None if torch is None else f"{torch.__version__}, "
+                                                    f"{torch.get_num_threads()} threads",
+                "repeats": repeats, "rows": rows}
 
 
 def format_table(result: dict) -> str:
+    """Markdown table; each time is ``wall / CPU`` milliseconds per call (median),
+    each ratio the median of the paired per-round ratios, ``wall / CPU``."""
     rows = result["rows"]
     variants = [v for v in ("custom", "autodiff", "same_fwd", "torch")
                 if any(f"{v}_ms" in r for r in rows)]
     ratios = [f"custom/{v}" for v in variants[1:]]
     head = ["case"] + [f"{v} ms" for v in variants] + ratios + \
            ["residual KiB custom", "residual KiB autodiff"]
-    lines = [f"device: {result['device']}; torch: {result['torch'] or 'not installed'}; "
-             f"median of {result['repeats']} interleaved rounds", "",
+    cpus = ",".join(map(str, result["cpus"])) + (" (pinned)" if result["pinned"] else "")
+    lines = [f"device: {result['device']}; cores used: {cpus}; "
+             f"torch: {result['torch'] or 'not installed'}; median of {result['repeats']} "
+             f"interleaved rounds; each cell wall / CPU (whole process)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
-    def cell(row, key, fmt):
-        return fmt.format(row[key]) if key in row else "-"
+    def cell(row, key, cpu_key):
+        return f"{row[key]:.2f} / {row[cpu_key]:.2f}" if key in row else "-"
     for r in rows:
-        cells = [r["case"]] + [cell(r, f"{v}_ms", "{:.2f}") for v in variants] + \
-                [cell(r, k, "{:.2f}") for k in ratios] + \
+        cells = [r["case"]] + [cell(r, f"{v}_ms", f"{v}_cpu_ms") for v in variants] + \
+                [cell(r, k, f"{k} cpu") for k in ratios] + \
                 [f"{r['residual_bytes_custom'] / 1024:.0f}",
                  f"{r['residual_bytes_autodiff'] / 1024:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -253,7 +333,8 @@ def format_table(result: dict) -> str:
 
 
 def run(args) -> int:
-    result = benchmark(quick=args.quick)
+    cpus = parse_cpus(args.cpus) if getattr(args, "cpus", None) else None
+    result = benchmark(quick=args.quick, cpus=cpus)
     print(format_table(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -12,9 +12,11 @@ Tolerances (CS231n's relative error, worst element of each gradient):
   5e-2 with ``h = 1e-2`` (float32 rounding of the loss, ~1e-7 / h, against
   truncation ~h^2; the point is to catch wrong rules, errors of order 1).
 
-The inputs are small and kept away from kinks, where finite differences are
-not valid: relu inputs and max-pool windows avoid 0 and ties, every SVM margin
-is active, batch-norm running variances are positive.
+The cases are the ``cases`` of each op's declaration in the registry
+(``jaxconv/_<family>_cases.py``; see ``jaxconv._registry``): small, and kept away
+from kinks, where finite differences are not valid: relu inputs and max-pool
+windows avoid 0 and ties, every SVM margin is active, batch-norm running
+variances are positive. ``--op NAME`` (repeatable) checks only the ops named.
 """
 from __future__ import annotations
 
@@ -29,65 +31,18 @@ TOLERANCES = {  # dtype: (autodiff, numerical, step h)
 }
 
 
-def _rng():
-    return np.random.default_rng(0)
-
-
-def _normal(rng, *shape):
-    return rng.standard_normal(shape)
-
-
-def _away_from_zero(rng, *shape):
-    """Magnitudes in [0.1, ...): finite differences never cross relu's kink."""
-    x = rng.standard_normal(shape)
-    return np.sign(x) * (0.1 + np.abs(x))
-
-
-def _distinct(rng, *shape):
-    """A shuffled grid 0.1 apart: no two window elements tie or nearly tie."""
-    return (rng.permutation(int(np.prod(shape))) * 0.1 - 1.0).reshape(shape)
-
-
-def cases():
-    """``(op, case, args, hyperparameters)`` for every op of SPEC section 2, in float64."""
-    rng = _rng()
-    n, p = _normal, rng
-    out = [
-        ("affine", "x (3, 2, 2)", (n(p, 3, 2, 2), n(p, 4, 5), n(p, 5)), {}),
-        ("relu", "x (3, 4)", (_away_from_zero(p, 3, 4),), {}),
-    ]
-    for impl in ("xla", "im2col", "naive"):
-        out.append(("conv2d", f"{impl} NCHW stride 2 pad 1",
-                    (n(p, 2, 2, 5, 5), n(p, 3, 2, 3, 3), n(p, 3)),
-                    {"impl": impl, "stride": 2, "pad": 1}))
-        out.append(("conv2d", f"{impl} NHWC stride 1 pad (1, 0)",
-                    (n(p, 2, 4, 5, 2), n(p, 3, 2, 2, 3), n(p, 3)),
-                    {"impl": impl, "stride": 1, "pad": (1, 0), "layout": "NHWC"}))
-    for op in ("max_pool2d", "avg_pool2d"):
-        out.append((op, "NCHW pool 2", (_distinct(p, 2, 2, 4, 4),), {"pool": 2}))
-        out.append((op, "NHWC pool 2", (_distinct(p, 2, 4, 4, 2),), {"pool": 2, "layout": "NHWC"}))
-        out.append((op, "NCHW pool 3 stride 2 (overlap)", (_distinct(p, 1, 2, 5, 5),),
-                    {"pool": 3, "stride": 2}))
-    for shape, axis, modes, what in (((5, 3), 1, (True, False), "(N, D)"),
-                                     ((3, 3, 2, 2), 1, (True, False), "NCHW"),
-                                     ((3, 2, 2, 3), -1, (True,), "NHWC axis=-1")):
-        d = shape[axis]
-        for train in modes:
-            args = (n(p, *shape), n(p, d), n(p, d), n(p, d), 0.5 + np.abs(n(p, d)))
-            out.append(("batch_norm", f"{what} {'train' if train else 'eval'}", args,
-                        {"train": train, "axis": axis}))
-    out += [
-        ("layer_norm", "x (3, 2, 3)", (n(p, 3, 2, 3), n(p, 2, 3), n(p, 2, 3)), {}),
-        ("group_norm", "NCHW groups 2", (n(p, 2, 4, 2, 3), n(p, 4), n(p, 4)), {"groups": 2}),
-        ("group_norm", "NHWC groups 3", (n(p, 2, 2, 3, 6), n(p, 6), n(p, 6)),
-         {"groups": 3, "layout": "NHWC"}),
-        ("dropout", "keep_prob 0.7", (n(p, 3, 5), jax.random.key(3)), {"keep_prob": 0.7}),
-        ("softmax_loss", "scores (4, 5)", (n(p, 4, 5), np.array([0, 4, 2, 2])), {}),
-        # Scores 0.1 apart at most, margin 1: every margin active and far from the kink.
-        ("svm_loss", "scores (4, 5), all margins active",
-         (0.05 * _away_from_zero(p, 4, 5), np.array([1, 0, 4, 1])), {}),
-    ]
-    return out
+def cases(ops=None):
+    """``(op, case, args, hyperparameters)`` for every registered op (or those named
+    in ``ops``), in float64: the ``cases`` of each op's registry declaration."""
+    from jaxconv import _registry
+    specs = _registry.ops()
+    unknown = sorted(set(ops or ()) - set(specs))
+    if unknown:
+        raise ValueError(f"--op {', '.join(unknown)}: not a registered op; "
+                         f"registered: {', '.join(specs)}")
+    return [(name, case.name, case.args, case.hyper)
+            for name, spec in specs.items() if not ops or name in ops
+            for case in spec.check_cases()]
 
 
 def _cast(arg, dtype):
@@ -100,7 +55,7 @@ def run_cases(case_list, dtype="float64", *, stream=print):
     """Compare every case; print the table; return True if all are within tolerance."""
     from jaxconv.gradcheck import compare
     tol_auto, tol_num, h = TOLERANCES[dtype]
-    header = f"{'op':<13}{'case':<34}{'argument':<14}{'autodiff':>11}{'numerical':>11}  ok"
+    header = f"{'op':<13}{'case':<36}{'argument':<14}{'autodiff':>11}{'numerical':>11}  ok"
     stream(header)
     stream("-" * len(header))
     all_ok = True
@@ -110,7 +65,7 @@ def run_cases(case_list, dtype="float64", *, stream=print):
         for argument, errors in report.items():
             ok = errors["autodiff"] <= tol_auto and errors["numerical"] <= tol_num
             all_ok &= ok
-            stream(f"{op:<13}{case:<34}{argument:<14}{errors['autodiff']:>11.1e}"
+            stream(f"{op:<13}{case:<36}{argument:<14}{errors['autodiff']:>11.1e}"
                    f"{errors['numerical']:>11.1e}  {'ok' if ok else 'FAIL'}")
     return all_ok
 
@@ -124,7 +79,7 @@ def run(args) -> int:
     print(f"jaxconv check: {dtype} on {jax.devices()[0].platform}; tolerances: "
           f"autodiff {tol_auto:g}, numerical {tol_num:g} (h = {h:g})")
     start = time.perf_counter()
-    ok = run_cases(cases(), dtype)
+    ok = run_cases(cases(getattr(args, "op", None)), dtype)
     verdict = "all within tolerance" if ok else "FAILED: some gradient is over tolerance"
     print(f"{verdict} ({time.perf_counter() - start:.1f} s)")
     return 0 if ok else 1

@@ -56,10 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="custom_vjp vs autodiff vs numerical, every op")
     check.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    check.add_argument("--op", action="append", default=None, metavar="NAME",
+                       help="check only this op (repeatable); default: every registered op")
 
     bench = commands.add_parser("bench", help="timings: custom_vjp vs autodiff (vs PyTorch)")
     bench.add_argument("--quick", action="store_true", help="small shapes, few repeats")
     bench.add_argument("--json", default=None, metavar="FILE")
+    bench.add_argument("--cpus", default=None, metavar="LIST",
+                       help="pin the run to these cores, e.g. 0 or 0,1 or 0-3")
     return parser
 
 

@@ -37,6 +37,7 @@ import inspect
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 __all__ = ["rel_error", "numerical_grad", "numerical_vjp", "compare", "check_vjp"]
 
@@ -102,26 +103,16 @@ def _cotangent_like(tree, key):
         for k, leaf in zip(keys, leaves)])
 
 
-def _pullback_sum(f, args, argnum, cotangent):
-    """``x -> sum over outputs of <f(args with x at argnum), cotangent>``."""
-    def scalar(x):
-        call = list(args)
-        call[argnum] = x
-        outs = jax.tree.leaves(f(*call))
-        return sum(jnp.sum(o * c) for o, c in zip(outs, jax.tree.leaves(cotangent), strict=True))
-    return scalar
-
-
-# Outputs that carry no gradient by contract (batch_norm's running statistics).
-_STATE_OUTPUTS = {"batch_norm": (1, 2)}
-
-
 def compare(name: str, *args, h: float | None = None, seed: int = 0, **hyper):
     """Largest relative errors of ``jaxconv.<name>``'s custom gradients.
 
-    For each floating argument, the VJP of the custom op against (a) ``jax.vjp``
-    of ``jaxconv.reference.<name>`` and (b) centered differences, all with one
-    random cotangent drawn from ``jax.random.key(seed)`` (never from the data).
+    For each floating argument that gets a gradient, the VJP of the custom op
+    against (a) ``jax.vjp`` of ``jaxconv.reference.<name>`` and (b) centered
+    differences of the twin, all with one random cotangent drawn from
+    ``jax.random.key(seed)`` (never from the data); outputs that carry no gradient
+    by contract (batch_norm's running statistics) get a zero cotangent. ``name`` is
+    any op of the registry (``jaxconv._registry``), which says which positional
+    arguments are arrays and which are static (im2col's ``kh, kw``).
     Run it in float64 (``jax_enable_x64``): in float32 the rounding error of the
     differences is ``~1e-7 / h``, so the default step ``h`` is 1e-5 for float64
     and 1e-2 for lower precisions, and numerical errors of a few 1e-2 are normal.
@@ -130,30 +121,36 @@ def compare(name: str, *args, h: float | None = None, seed: int = 0, **hyper):
       ``{argument name: {"autodiff": err, "numerical": err}}``.
     """
     import jaxconv
-    custom = getattr(jaxconv, name)
-    twin = getattr(jaxconv.reference, name)
-    f = lambda *a: custom(*a, **hyper)          # noqa: E731
-    f_ref = lambda *a: twin(*a, **hyper)        # noqa: E731
-    names = list(inspect.signature(twin).parameters)
-    args = [jnp.asarray(a) if a is not None else None for a in args]
-    argnums = [i for i, a in enumerate(args) if _is_float(a)]
-    out = jax.eval_shape(f_ref, *args)
-    cotangent = _cotangent_like(out, jax.random.key(seed))
-    if name in _STATE_OUTPUTS:   # finite differences would see them: no cotangent
-        cotangent = tuple(jnp.zeros_like(c) if k in _STATE_OUTPUTS[name] else c
+    from jaxconv import _registry
+    spec = _registry.spec(name)
+    # the ops as jaxconv and jaxconv.reference hold them now (a patched op is checked)
+    custom, twin, arrays = spec.bind(args, hyper, op=getattr(jaxconv, name),
+                                     twin=getattr(jaxconv.reference, name))
+    names = spec.array_names(args)
+    arrays = [None if a is None else jnp.asarray(a) for a in arrays]
+    argnums = [i for i, a in enumerate(arrays) if _is_float(a) and names[i] in spec.grads]
+    cotangent = _cotangent_like(jax.eval_shape(twin, *arrays), jax.random.key(seed))
+    if spec.no_grad_outputs:   # finite differences would see them: no cotangent
+        cotangent = tuple(jnp.zeros_like(c) if k in spec.no_grad_outputs else c
                           for k, c in enumerate(cotangent))
 
-    report = {}
-    for i in argnums:
-        scalar = _pullback_sum(f, args, i, cotangent)
-        scalar_ref = _pullback_sum(f_ref, args, i, cotangent)
-        g_custom = jax.jit(jax.grad(scalar))(args[i])
-        g_auto = jax.jit(jax.grad(scalar_ref))(args[i])
-        step = h if h is not None else _default_step(args[i].dtype)
-        g_num = _centered_differences(scalar_ref, args[i], step)
-        report[names[i]] = {"autodiff": rel_error(g_custom, g_auto),
-                            "numerical": rel_error(g_custom, g_num)}
-    return report
+    def of_diff(f):            # f as a function of the differentiated arrays only
+        return _registry.fix_others(f, arrays, argnums)
+
+    def pullback(f):
+        return jax.jit(lambda *diff: jax.vjp(of_diff(f), *diff)[1](cotangent))
+
+    diff = [arrays[i] for i in argnums]
+    g_custom, g_auto = pullback(custom)(*diff), pullback(twin)(*diff)
+    flat, unravel = ravel_pytree(diff)
+
+    def scalar_ref(z):         # <twin(arrays), cotangent> as a function of all of them
+        outs = jax.tree.leaves(of_diff(twin)(*unravel(z)))
+        return sum(jnp.sum(o * c) for o, c in zip(outs, jax.tree.leaves(cotangent), strict=True))
+    step = h if h is not None else _default_step(flat.dtype)
+    g_num = unravel(_centered_differences(scalar_ref, flat, step))
+    return {names[i]: {"autodiff": rel_error(c, a), "numerical": rel_error(c, n)}
+            for i, c, a, n in zip(argnums, g_custom, g_auto, g_num)}
 
 
 def _default_step(dtype) -> float:

@@ -9,194 +9,133 @@ op's own formulation, so that agreement means something.
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv._adaptive_pool import adaptive_config
-from jaxconv._conv import conv_config
+from jaxconv import _checks, _geometry
+from jaxconv._conv import conv_config, conv_transpose_config
 from jaxconv._dense import affine_inputs, relu_input
 from jaxconv._dropout import dropout_config, keep_mask
 from jaxconv._loss import loss_inputs, nan_unless_valid, svm_config
 from jaxconv._norm import (accumulation_dtype, batch_norm_config, group_norm_config,
                            layer_norm_config)
-from jaxconv._pool import pool_config
+from jaxconv._patches import _im2col_window
+from jaxconv._patches import col2im as col2im_op
+from jaxconv._reference_pool import (  # noqa: F401  (the pooling twins, re-exported)
+    adaptive_avg_pool, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
+    adaptive_max_pool, adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool,
+    avg_pool1d, avg_pool2d, avg_pool3d, max_pool, max_pool1d, max_pool2d, max_pool3d)
 
 
-def conv2d(x, w, b=None, *, stride=1, pad=0, layout="NCHW", impl="xla"):
-    """Twin of :func:`jaxconv.conv2d` (``impl`` is validated, then ignored)."""
-    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, layout=layout, impl=impl)
-    dims = ("NCHW", "OIHW", "NCHW") if layout == "NCHW" else ("NHWC", "HWIO", "NHWC")
-    out = lax.conv_general_dilated(x, w, c.stride, c.pad,
-                                   dimension_numbers=dims)
-    if b is None:
-        return out
-    return out + (b[:, None, None] if layout == "NCHW" else b)
+def _lax_specs(lay):
+    """lax's string dimension numbers for a layout: ``("NCHW", "OIHW", "NCHW")``,
+    ``("NHWC", "HWIO", "NHWC")`` and their 1-D / 3-D kin."""
+    space = lay.name.replace("N", "").replace("C", "")
+    return lay.name, ("OI" + space if lay.channels_first else space + "IO"), lay.name
 
 
-# --- pooling ---------------------------------------------------------------------------
-# The twins pool with lax.reduce_window, whose gradient (select_and_scatter) sends a
-# max window's gradient to its first maximum, as the custom ops do on ties.
-
-def _reduce(x, c, init, reducer, window, stride, pads):
-    dims, strides, padding = [1] * x.ndim, [1] * x.ndim, [(0, 0)] * x.ndim
-    for axis, k, s, p in zip(c.layout.spatial_axes, window, stride, pads):
-        dims[axis], strides[axis], padding[axis] = k, s, p
-    return lax.reduce_window(x, np.array(init, x.dtype), reducer, dims, strides, padding)
+def _bias(out, b, lay):
+    return out if b is None else out + b.reshape(lay.channel_shape())
 
 
-def _to_reach(w):
-    """Pads that make the padded input end where the last window does or later:
-    ``(lo, hi)`` plus the ceil_mode overhang."""
-    return [(lo, hi + max(0, -r)) for (lo, hi), r in zip(w.pad, w.remainder)]
+def _conv(x, w, b, pad, c):
+    win = c.window
+    out = lax.conv_general_dilated(x, w, win.stride, pad if isinstance(pad, str) else win.pad,
+                                   rhs_dilation=win.dilation,
+                                   dimension_numbers=_lax_specs(c.layout),
+                                   feature_group_count=c.groups)
+    return _bias(out, b, c.layout)
 
 
-def _max(op, ndim, x, pool, stride, pad, dilation, ceil_mode, layout):
-    x, c = pool_config(op, x, pool=pool, stride=stride, pad=pad, dilation=dilation,
-                       ceil_mode=ceil_mode, layout=layout, ndim=ndim)
-    w = c.window
-    if set(w.dilation) == {1}:
-        return _reduce(x, c, -np.inf, lax.max, w.kernel, w.stride, _to_reach(w))
-    # JAX has no VJP of a window-dilated reduce_window max: gather every window's taps
-    # into contiguous blocks of K rows (jnp.take), then pool the blocks.
-    config = [(0, 0)] * x.ndim
-    for axis, p in zip(c.layout.spatial_axes, _to_reach(w)):
-        config[axis] = p
-    xp = jnp.pad(x, config, constant_values=-np.inf)
-    for axis, o, k, s, d in zip(c.layout.spatial_axes, w.out_size, w.kernel, w.stride,
-                                w.dilation):
-        rows = np.arange(o)[:, None] * s + np.arange(k)[None, :] * d
-        xp = jnp.take(xp, rows.ravel(), axis=axis)
-    return _reduce(xp, c, -np.inf, lax.max, w.kernel, w.kernel, [(0, 0)] * w.ndim)
+def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, impl="xla"):
+    """Twin of :func:`jaxconv.conv`: ``lax.conv_general_dilated`` (``impl`` is
+    validated, then ignored)."""
+    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
+                             layout=layout, impl=impl)
+    return _conv(x, w, b, pad, c)
 
 
-def max_pool(x, *, pool, stride=None, pad=0, dilation=1, ceil_mode=False, layout=None):
-    """Twin of :func:`jaxconv.max_pool`."""
-    return _max("max_pool", None, x, pool, stride, pad, dilation, ceil_mode, layout)
+def conv1d(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout="NCW", impl="xla"):
+    """Twin of :func:`jaxconv.conv1d`."""
+    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
+                             layout=layout, impl=impl, op="conv1d", ndim=1)
+    return _conv(x, w, b, pad, c)
 
 
-def max_pool1d(x, *, pool, stride=None, pad=0, dilation=1, ceil_mode=False, layout="NCW"):
-    """Twin of :func:`jaxconv.max_pool1d`."""
-    return _max("max_pool1d", 1, x, pool, stride, pad, dilation, ceil_mode, layout)
+def conv2d(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout="NCHW", impl="xla"):
+    """Twin of :func:`jaxconv.conv2d`."""
+    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
+                             layout=layout, impl=impl, op="conv2d", ndim=2)
+    return _conv(x, w, b, pad, c)
 
 
-def max_pool2d(x, *, pool=2, stride=None, pad=0, dilation=1, ceil_mode=False, layout="NCHW"):
-    """Twin of :func:`jaxconv.max_pool2d`."""
-    return _max("max_pool2d", 2, x, pool, stride, pad, dilation, ceil_mode, layout)
+def conv3d(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout="NCDHW", impl="xla"):
+    """Twin of :func:`jaxconv.conv3d`."""
+    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
+                             layout=layout, impl=impl, op="conv3d", ndim=3)
+    return _conv(x, w, b, pad, c)
 
 
-def max_pool3d(x, *, pool, stride=None, pad=0, dilation=1, ceil_mode=False, layout="NCDHW"):
-    """Twin of :func:`jaxconv.max_pool3d`."""
-    return _max("max_pool3d", 3, x, pool, stride, pad, dilation, ceil_mode, layout)
+def _conv_transpose(x, w, b, output_pad, c):
+    """PyTorch's definition, literally: the full transposed output (the ``jax.vjp`` of
+    a VALID convolution), output_pad zeros appended, then the pads cropped off."""
+    lay, win = c.layout, c.window
+    shape = list(x.shape)
+    shape[lay.channel_axis] = w.shape[lay.weight_in_axis] * c.groups
+    for axis, i, s, d, k in zip(lay.spatial_axes, lay.spatial(x.shape), win.stride,
+                                win.dilation, win.kernel):
+        shape[axis] = (i - 1) * s + d * (k - 1) + 1
+    _, pullback = jax.vjp(
+        lambda z: lax.conv_general_dilated(z, w, win.stride, "VALID", rhs_dilation=win.dilation,
+                                           dimension_numbers=_lax_specs(lay),
+                                           feature_group_count=c.groups),
+        jnp.zeros(shape, x.dtype))
+    full = pullback(x)[0]
+    output_pad = _geometry.per_dim("", "output_pad", output_pad, lay.ndim, minimum=0)
+    config = [(0, 0, 0)] * x.ndim
+    for axis, (lo, hi), q in zip(lay.spatial_axes, win.pad, output_pad):
+        config[axis] = (-lo, q - hi, 0)
+    return _bias(lax.pad(full, jnp.zeros((), full.dtype), config), b, lay)
 
 
-def _avg(op, ndim, x, pool, stride, pad, ceil_mode, count_include_pad, divisor_override,
-         layout):
-    x, c = pool_config(op, x, pool=pool, stride=stride, pad=pad, ceil_mode=ceil_mode,
-                       layout=layout, ndim=ndim, count_include_pad=count_include_pad,
-                       divisor_override=divisor_override)
-    w, acc = c.window, accumulation_dtype(x.dtype)
-    total = _reduce(x.astype(acc), c, 0, lax.add, w.kernel, w.stride, _to_reach(w))
-    if c.divisor_override is not None:
-        return (total / c.divisor_override).astype(x.dtype)
-    # the divisor: the same sums over ones that stand for the counted taps, the input
-    # alone, or with count_include_pad the padded input (the overhang never counts)
-    ones_shape = [1] * x.ndim
-    for axis, n, (lo, hi) in zip(c.layout.spatial_axes, w.in_size, w.pad):
-        ones_shape[axis] = lo + n + hi if c.count_include_pad else n
-    pads = [(0, max(0, -r)) if c.count_include_pad else (lo, hi + max(0, -r))
-            for (lo, hi), r in zip(w.pad, w.remainder)]
-    count = _reduce(jnp.ones(ones_shape, acc), c, 0, lax.add, w.kernel, w.stride, pads)
-    return (total / count).astype(x.dtype)
+def conv_transpose(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
+                   layout=None, impl="xla"):
+    """Twin of :func:`jaxconv.conv_transpose`."""
+    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
+                                       dilation=dilation, groups=groups, layout=layout,
+                                       impl=impl)
+    return _conv_transpose(x, w, b, output_pad, c)
 
 
-def avg_pool(x, *, pool, stride=None, pad=0, ceil_mode=False, count_include_pad=True,
-             divisor_override=None, layout=None):
-    """Twin of :func:`jaxconv.avg_pool`."""
-    return _avg("avg_pool", None, x, pool, stride, pad, ceil_mode, count_include_pad,
-                divisor_override, layout)
+def conv_transpose1d(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
+                     layout="NCW", impl="xla"):
+    """Twin of :func:`jaxconv.conv_transpose1d`."""
+    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
+                                       dilation=dilation, groups=groups, layout=layout,
+                                       impl=impl, op="conv_transpose1d", ndim=1)
+    return _conv_transpose(x, w, b, output_pad, c)
 
 
-def avg_pool1d(x, *, pool, stride=None, pad=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, layout="NCW"):
-    """Twin of :func:`jaxconv.avg_pool1d`."""
-    return _avg("avg_pool1d", 1, x, pool, stride, pad, ceil_mode, count_include_pad,
-                divisor_override, layout)
+def conv_transpose2d(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
+                     layout="NCHW", impl="xla"):
+    """Twin of :func:`jaxconv.conv_transpose2d`."""
+    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
+                                       dilation=dilation, groups=groups, layout=layout,
+                                       impl=impl, op="conv_transpose2d", ndim=2)
+    return _conv_transpose(x, w, b, output_pad, c)
 
 
-def avg_pool2d(x, *, pool=2, stride=None, pad=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, layout="NCHW"):
-    """Twin of :func:`jaxconv.avg_pool2d`."""
-    return _avg("avg_pool2d", 2, x, pool, stride, pad, ceil_mode, count_include_pad,
-                divisor_override, layout)
-
-
-def avg_pool3d(x, *, pool, stride=None, pad=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, layout="NCDHW"):
-    """Twin of :func:`jaxconv.avg_pool3d`."""
-    return _avg("avg_pool3d", 3, x, pool, stride, pad, ceil_mode, count_include_pad,
-                divisor_override, layout)
-
-
-def _adaptive(kind, op, ndim, x, out_size, layout):
-    """One window at a time, one dim at a time (innermost first, so that a max's
-    ties go to the first maximum in row-major order): slice, reduce, concatenate."""
-    x, c = adaptive_config(op, x, out_size, layout=layout, ndim=ndim)
-    y = x.astype(accumulation_dtype(x.dtype)) if kind == "avg" else x
-    for axis, dim in reversed(list(zip(c.layout.spatial_axes, c.dims))):
-        pieces = []
-        for start, end in zip(dim.starts, dim.ends):
-            piece = lax.slice_in_dim(y, start, end, axis=axis)
-            if kind == "avg":
-                pieces.append(jnp.mean(piece, axis=axis, keepdims=True))
-            else:
-                dims = [1] * y.ndim
-                dims[axis] = end - start
-                pieces.append(lax.reduce_window(piece, np.array(-np.inf, y.dtype), lax.max,
-                                                dims, [1] * y.ndim, "VALID"))
-        y = jnp.concatenate(pieces, axis=axis)
-    return y.astype(x.dtype)
-
-
-def adaptive_avg_pool(x, out_size, *, layout=None):
-    """Twin of :func:`jaxconv.adaptive_avg_pool`."""
-    return _adaptive("avg", "adaptive_avg_pool", None, x, out_size, layout)
-
-
-def adaptive_avg_pool1d(x, out_size, *, layout="NCW"):
-    """Twin of :func:`jaxconv.adaptive_avg_pool1d`."""
-    return _adaptive("avg", "adaptive_avg_pool1d", 1, x, out_size, layout)
-
-
-def adaptive_avg_pool2d(x, out_size, *, layout="NCHW"):
-    """Twin of :func:`jaxconv.adaptive_avg_pool2d`."""
-    return _adaptive("avg", "adaptive_avg_pool2d", 2, x, out_size, layout)
-
-
-def adaptive_avg_pool3d(x, out_size, *, layout="NCDHW"):
-    """Twin of :func:`jaxconv.adaptive_avg_pool3d`."""
-    return _adaptive("avg", "adaptive_avg_pool3d", 3, x, out_size, layout)
-
-
-def adaptive_max_pool(x, out_size, *, layout=None):
-    """Twin of :func:`jaxconv.adaptive_max_pool`."""
-    return _adaptive("max", "adaptive_max_pool", None, x, out_size, layout)
-
-
-def adaptive_max_pool1d(x, out_size, *, layout="NCW"):
-    """Twin of :func:`jaxconv.adaptive_max_pool1d`."""
-    return _adaptive("max", "adaptive_max_pool1d", 1, x, out_size, layout)
-
-
-def adaptive_max_pool2d(x, out_size, *, layout="NCHW"):
-    """Twin of :func:`jaxconv.adaptive_max_pool2d`."""
-    return _adaptive("max", "adaptive_max_pool2d", 2, x, out_size, layout)
-
-
-def adaptive_max_pool3d(x, out_size, *, layout="NCDHW"):
-    """Twin of :func:`jaxconv.adaptive_max_pool3d`."""
-    return _adaptive("max", "adaptive_max_pool3d", 3, x, out_size, layout)
+def conv_transpose3d(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
+                     layout="NCDHW", impl="xla"):
+    """Twin of :func:`jaxconv.conv_transpose3d`."""
+    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
+                                       dilation=dilation, groups=groups, layout=layout,
+                                       impl=impl, op="conv_transpose3d", ndim=3)
+    return _conv_transpose(x, w, b, output_pad, c)
 
 
 # --- dense, norms, dropout, losses ----------------------------------------------------
@@ -292,3 +231,42 @@ def svm_loss(scores, y, *, margin=1.0):
     hinge = jnp.where(~(margins <= 0), margins, 0)      # NaN stays in, kink is flat
     valid = nan_unless_valid(y, classes, acc)
     return (jnp.sum(hinge) / n * valid).astype(scores.dtype)
+
+
+# --- patch utilities -----------------------------------------------------------------
+# The seeds' fancy-indexing formulation (one gather; its adjoint one scatter-add),
+# independent of jaxconv's strided slices: autodiff of im2col is a scatter-add and
+# col2im is its adjoint, so each checks the other's hand-built counterpart.
+
+def _patch_index(x_shape, win):
+    """Channel, row and column of the padded input under each (row, column) of cols."""
+    c, (kh, kw), (sh, sw), (dh, dw), (ho, wo) = (x_shape[1], win.kernel, win.stride,
+                                                 win.dilation, win.out_size)
+    channel, i, j = (a.reshape(-1, 1) for a in np.meshgrid(
+        np.arange(c), np.arange(kh), np.arange(kw), indexing="ij"))
+    y, x = (a.reshape(1, -1) for a in np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"))
+    return channel, dh * i + sh * y, dw * j + sw * x
+
+
+def im2col(x, kh, kw, *, stride=1, pad=0, dilation=1):
+    """Twin of :func:`jaxconv.im2col`: ``x_padded[:, channel, row, col]`` (one gather)."""
+    x = _checks.array("im2col", "x", x, ndim=4)
+    win = _im2col_window("im2col", x.shape, kh, kw, stride, pad, dilation)
+    xp = jnp.pad(x, ((0, 0), (0, 0), *win.pad))
+    cols = xp[:, *_patch_index(x.shape, win)]                           # (N, C*KH*KW, L)
+    return cols.transpose(1, 2, 0).reshape(cols.shape[1], cols.shape[2] * cols.shape[0])
+
+
+def col2im(cols, x_shape, kh, kw, *, stride=1, pad=0, dilation=1):
+    """Twin of :func:`jaxconv.col2im`: one scatter-add (``.at[].add``) of the columns."""
+    cols = _checks.array("col2im", "cols", cols, ndim=2)
+    jax.eval_shape(lambda c: col2im_op(c, x_shape, kh, kw, stride=stride, pad=pad,
+                                       dilation=dilation), cols)
+    x_shape = tuple(int(d) for d in x_shape)
+    win = _im2col_window("col2im", x_shape, kh, kw, stride, pad, dilation)
+    n, c, h, w = x_shape
+    values = cols.reshape(cols.shape[0], math.prod(win.out_size), n).transpose(2, 0, 1)
+    (top, bottom), (left, right) = win.pad
+    xp = jnp.zeros((n, c, top + h + bottom, left + w + right), cols.dtype)
+    xp = xp.at[:, *_patch_index(x_shape, win)].add(values)
+    return xp[:, :, top:top + h, left:left + w]

@@ -158,7 +158,7 @@ def test_layout_errors():
     with pytest.raises(ValueError, match=r"op: x must be 3-D, 4-D or 5-D \(N, C, \*spatial\), "
                                          r"got x.shape=\(2, 3\)"):
         geo.layout("op", None, (2, 3))
-    with pytest.raises(ValueError, match=r"op: x must be 4-D for layout 'NHWC', got x.shape"):
+    with pytest.raises(ValueError, match=r"op: x must be 4-D, got x.shape=\(2, 3, 4\) \(layout 'NHWC'\)"):
         geo.layout("op", "NHWC", (2, 3, 4))
     with pytest.raises(ValueError, match=r"op: layout must be one of \('NCHW', 'NHWC'\), got 'NCW'"):
         geo.layout("op", "NCW", (2, 3, 4), ndim=2)

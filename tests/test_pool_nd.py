@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import jaxconv as jc
+from jaxconv import _registry
 from jaxconv.gradcheck import rel_error
 import _pool_oracles as oracle
 
@@ -20,37 +21,21 @@ def distinct(seed, *shape):
     return (np.random.default_rng(seed).permutation(size) * 0.1 - size * 0.05).reshape(shape)
 
 
-def channels_last(a):
-    return np.moveaxis(np.asarray(a), 1, -1)
+POOL_OPS = [name for name in _registry.ops() if "pool" in name]
+_ORIGINAL_2D = ("max_pool2d", "avg_pool2d")     # their first cases: test_pool.py's geometries
 
 
-# (op, x shape (channels-first), hyperparameters, channels-last?) -- every option
-CASES = [
-    ("max_pool", (2, 2, 9), dict(pool=3, stride=2, pad=1, dilation=2, ceil_mode=True), False),
-    ("max_pool", (1, 2, 7, 6), dict(pool=3, stride=2, pad=1), True),
-    ("max_pool", (1, 2, 6, 7), dict(pool=(3, 2), stride=(2, 1), pad=(1, 0), ceil_mode=True),
-     False),
-    ("max_pool", (1, 2, 5, 6), dict(pool=2, stride=1, pad=((1, 0), (0, 1)), dilation=(2, 1)),
-     True),
-    ("max_pool", (1, 1, 4, 5, 4), dict(pool=2, stride=(1, 2, 1), pad=1, dilation=(1, 1, 2),
-                                       ceil_mode=True), True),
-    ("avg_pool", (2, 2, 8), dict(pool=3, stride=2, pad=1, ceil_mode=True,
-                                 count_include_pad=False), True),
-    ("avg_pool", (1, 2, 7, 6), dict(pool=3, stride=2, pad=1, ceil_mode=True), False),
-    ("avg_pool", (1, 2, 6, 6), dict(pool=(2, 3), stride=(2, 1), pad=(1, 1),
-                                    divisor_override=4), True),
-    ("avg_pool", (1, 1, 5, 4, 6), dict(pool=(2, 3, 2), stride=2, pad=1, ceil_mode=True,
-                                       count_include_pad=False), False),
-    ("adaptive_avg_pool", (2, 2, 7), dict(out_size=3), False),
-    ("adaptive_avg_pool", (1, 2, 7, 6), dict(out_size=(3, None)), True),
-    ("adaptive_avg_pool", (1, 2, 7, 6), dict(out_size=1), True),
-    ("adaptive_avg_pool", (1, 1, 3, 5, 4), dict(out_size=(5, 2, 3)), False),
-    ("adaptive_max_pool", (2, 2, 7), dict(out_size=3), True),
-    ("adaptive_max_pool", (1, 2, 7, 6), dict(out_size=(4, 2)), False),
-    ("adaptive_max_pool", (1, 2, 7, 6), dict(out_size=1), True),
-    ("adaptive_max_pool", (1, 1, 3, 5, 4), dict(out_size=(5, 2, 3)), False),
-]
-_LAST = {3: "NWC", 4: "NHWC", 5: "NDHWC"}
+def _new_cases(field):
+    """``(op name, case)`` of the pool ops' registry declarations, less the original
+    2-D geometries already proven by test_pool.py and test_validation_conv_pool.py."""
+    out = []
+    for name in POOL_OPS:
+        spec = _registry.spec(name)
+        cases = spec.check_cases() if field == "cases" else spec.invalid_cases()
+        if name in _ORIGINAL_2D:
+            cases = [c for c in cases if "ceil" in c.name or "over-half" in c.name]
+        out += [pytest.param(name, c, id=f"{name}:{c.name}") for c in cases]
+    return out
 
 
 def bound(module, name, hyper, layout):
@@ -62,21 +47,14 @@ def bound(module, name, hyper, layout):
         else (lambda x: op(x, **hyper))
 
 
-def _case_inputs(i):
-    name, shape, hyper, last = CASES[i]
-    x = distinct(i, *shape)
-    layout = _LAST[len(shape)] if last else None
-    return name, (channels_last(x) if last else x), hyper, layout
-
-
-@pytest.mark.parametrize("i", range(len(CASES)),
-                         ids=[f"{c[0]}-{len(c[1]) - 2}d-{i}" for i, c in enumerate(CASES)])
-def test_custom_equals_twin_and_numerical(i):
-    """One jitted call: the custom VJP, the twin's autodiff VJP and centered
-    differences (h = 1e-5) of the same random cotangent, float64."""
-    name, x, hyper, layout = _case_inputs(i)
-    custom, twin = (bound(m, name, hyper, layout) for m in (jc, jc.reference))
-    g = np.random.default_rng(100 + i).standard_normal(jax.eval_shape(twin, x).shape)
+@pytest.mark.parametrize("name, case", _new_cases("cases"))
+def test_custom_equals_twin_and_numerical(name, case):
+    """Every registered pool case, one jitted call: the custom VJP, the twin's autodiff
+    VJP and centered differences (h = 1e-5) of the same random cotangent, float64."""
+    x, static = case.args[0], case.args[1:]
+    custom = lambda a: getattr(jc, name)(a, *static, **case.hyper)             # noqa: E731
+    twin = lambda a: getattr(jc.reference, name)(a, *static, **case.hyper)     # noqa: E731
+    g = np.random.default_rng(100).standard_normal(jax.eval_shape(twin, x).shape)
 
     @jax.jit
     def run(x, g):
@@ -110,7 +88,8 @@ def test_avg_pool_divisors_by_hand():
     x4 = np.arange(1.0, 5.0)[None, None]
     np.testing.assert_allclose(jc.avg_pool1d(x4, pool=3, stride=2, pad=1, ceil_mode=True)[0, 0],
                                [1.0, 3.0, 2.0])
-    dx = jax.grad(lambda a: jc.avg_pool1d(a, pool=3, stride=2, pad=1, ceil_mode=True).sum())(x4)
+    dx = jax.jit(jax.grad(lambda a: jc.avg_pool1d(a, pool=3, stride=2, pad=1,
+                                                  ceil_mode=True).sum()))(x4)
     np.testing.assert_allclose(dx[0, 0], [1 / 3, 2 / 3, 1 / 3, 1 / 3 + 1 / 2])
 
 
@@ -123,8 +102,8 @@ def test_max_pool_ceil_mode_and_dilation_by_hand():
     np.testing.assert_array_equal(out[0, 0], [3, 5, 7, 9, 9])
     floor = jc.max_pool1d(x, pool=3, stride=2, pad=1, dilation=2)
     np.testing.assert_array_equal(floor[0, 0], [3, 5, 7, 9])
-    dx = jax.grad(lambda a: jc.max_pool1d(a, pool=3, stride=2, pad=1, dilation=2,
-                                          ceil_mode=True).sum())(x)
+    dx = jax.jit(jax.grad(lambda a: jc.max_pool1d(a, pool=3, stride=2, pad=1, dilation=2,
+                                                  ceil_mode=True).sum()))(x)
     np.testing.assert_array_equal(dx[0, 0], [0, 0, 0, 1, 0, 1, 0, 1, 0, 2])
 
 
@@ -136,7 +115,7 @@ def test_adaptive_windows_by_hand():
     np.testing.assert_array_equal(jc.adaptive_max_pool1d(x, 3)[0, 0], [5.0, 5.0, 4.0])
     np.testing.assert_array_equal(jc.adaptive_max_pool1d(x, 7)[0, 0],
                                   [1.0, 5.0, 5.0, 2.0, 4.0, 4.0, 3.0])
-    dx = jax.grad(lambda a: jc.adaptive_max_pool1d(a, 3).sum())(x)
+    dx = jax.jit(jax.grad(lambda a: jc.adaptive_max_pool1d(a, 3).sum()))(x)
     np.testing.assert_array_equal(dx[0, 0], [0, 2, 0, 1, 0])     # row 1 wins twice
 
 
@@ -146,15 +125,16 @@ def test_max_pool_nan_and_ties_by_hand():
     A window of -inf next to the padding: its first tap on the input."""
     tie = np.array([[[[3.0, 1.0], [3.0, 3.0]]]])
     for f in (lambda a: jc.max_pool2d(a, pool=2), lambda a: jc.adaptive_max_pool2d(a, 1)):
-        np.testing.assert_array_equal(jax.grad(lambda a: f(a).sum())(tie)[0, 0], [[1, 0], [0, 0]])
+        dx = jax.jit(jax.grad(lambda a: f(a).sum()))(tie)
+        np.testing.assert_array_equal(dx[0, 0], [[1, 0], [0, 0]])
     nan = np.array([[[[1.0, np.nan], [np.nan, 2.0]]]])
     for f in (lambda a: jc.max_pool2d(a, pool=2), lambda a: jc.adaptive_max_pool2d(a, 1),
               lambda a: jc.max_pool(a, pool=3, stride=2, pad=1)):
-        assert np.isnan(f(nan)[0, 0, 0, 0])
-        np.testing.assert_array_equal(jax.grad(lambda a: f(a)[0, 0, 0, 0])(nan)[0, 0],
-                                      [[0, 0], [1, 0]])
+        out, dx = jax.jit(jax.value_and_grad(lambda a: f(a)[0, 0, 0, 0]))(nan)
+        assert np.isnan(out)
+        np.testing.assert_array_equal(dx[0, 0], [[0, 0], [1, 0]])
     minus_inf = np.full((1, 1, 3), -np.inf)
-    dx = jax.grad(lambda a: jc.max_pool1d(a, pool=3, stride=1, pad=1).sum())(minus_inf)
+    dx = jax.jit(jax.grad(lambda a: jc.max_pool1d(a, pool=3, stride=1, pad=1).sum()))(minus_inf)
     np.testing.assert_array_equal(dx[0, 0], [2, 1, 0])
 
 
@@ -175,19 +155,20 @@ def test_ops_equal_numpy_loops_nd():
          lambda a, g: oracle.adaptive_pool(a, g, (4, 3, 4), "avg")),
     ]
     for op, loops in checks:
-        out, pull = jax.vjp(op, x)
-        gout = g(out.shape)
+        gout = g(jax.eval_shape(op, x).shape)
+        out, dx = jax.jit(lambda a, g: (op(a), jax.vjp(op, a)[1](g)[0]))(x, gout)
         expected_out, expected_dx = loops(x, gout)
         assert rel_error(out, expected_out) < 1e-12
-        assert rel_error(pull(gout)[0], expected_dx) < 1e-12
+        assert rel_error(dx, expected_dx) < 1e-12
 
 
 # --- residuals ----------------------------------------------------------------------------
 
 def residuals(f, x):
-    """The arrays the pullback of ``f`` at x keeps (what stays between the passes)."""
-    _, pullback = jax.vjp(f, x)
-    return [(np.dtype(leaf.dtype), tuple(leaf.shape)) for leaf in jax.tree.leaves(pullback)]
+    """The arrays the pullback of ``f`` at x keeps (what stays between the passes),
+    traced abstractly: no computation."""
+    leaves = jax.eval_shape(lambda a: jax.tree.leaves(jax.vjp(f, a)[1]), x)
+    return [(np.dtype(leaf.dtype), tuple(leaf.shape)) for leaf in leaves]
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -257,68 +238,16 @@ def test_low_precision_matches_twin(name, dtype):
 
 # --- bad input ----------------------------------------------------------------------------
 
-X4 = np.zeros((2, 3, 8, 8))
-XS = r"x.shape=\(2, 3, 8, 8\)"
-# (op, args, hyperparameters, error, message regex)
-BAD = [
-    ("max_pool", (X4,), dict(pool=5, pad=3), ValueError,
-     r"max_pool: pad must be at most half the pool window \(pool // 2 = \(2, 2\)\), got "
-     r"pad=\(3, 3\) for pool=\(5, 5\) \(" + XS),
-    ("avg_pool2d", (X4,), dict(pool=3, pad=((0, 2), (1, 1))), ValueError,
-     r"avg_pool2d: pad must be at most half"),
-    ("max_pool", (X4,), dict(pool=3, dilation=0), ValueError,
-     r"max_pool: dilation must be >= 1, got 0"),
-    ("max_pool3d", (np.zeros((1, 2, 4, 4, 4)),), dict(pool=3, dilation=(1, 4, 1)), ValueError,
-     r"max_pool3d: pool \(3, 3, 3\) with dilation \(1, 4, 1\) spans \(3, 9, 3\), larger than "
-     r"the padded input \(4, 4, 4\)"),
-    ("avg_pool", (X4,), dict(pool=9), ValueError,
-     r"avg_pool: pool \(9, 9\) is larger than the padded input \(8, 8\) \(" + XS),
-    ("max_pool", (X4,), dict(pool=2, layout="NHWCD"), ValueError,
-     r"max_pool: layout must be one of \('NCW', 'NWC', 'NCHW', 'NHWC', 'NCDHW', 'NDHWC'\)"),
-    ("max_pool", (X4,), dict(pool=2, layout="NCW"), ValueError,
-     r"max_pool: x must be 3-D for layout 'NCW', got " + XS),
-    ("avg_pool1d", (X4,), dict(pool=2), ValueError, r"avg_pool1d: x must be 3-D, got " + XS),
-    ("max_pool", (np.zeros((1, 1, 2, 2, 2, 2)),), dict(pool=2), ValueError,
-     r"max_pool: x must be 3-D, 4-D or 5-D"),
-    ("max_pool3d", (np.zeros((1, 2, 4, 4, 4)),), dict(pool=(2, 2)), TypeError,
-     r"max_pool3d: pool must be an int or a tuple of 3 ints, got \(2, 2\)"),
-    ("max_pool", (X4,), dict(pool=2, ceil_mode=1), TypeError,
-     r"max_pool: ceil_mode must be a bool, got 1"),
-    ("avg_pool", (X4,), dict(pool=2, count_include_pad="yes"), TypeError,
-     r"avg_pool: count_include_pad must be a bool"),
-    ("avg_pool", (X4,), dict(pool=2, divisor_override=0), ValueError,
-     r"avg_pool: divisor_override must be >= 1, got 0"),
-    ("max_pool", (np.zeros((2, 0, 8, 8)),), dict(pool=2), ValueError,
-     r"max_pool: x may be empty only along the batch axis, got x.shape=\(2, 0, 8, 8\)"),
-    ("avg_pool", (np.zeros((2, 3, 0, 8)),), dict(pool=1), ValueError,
-     r"avg_pool: x may be empty only along the batch axis"),
-    ("max_pool", (X4.astype(np.int32),), dict(pool=2), TypeError,
-     r"max_pool: x must have a floating dtype, got int32"),
-    ("adaptive_avg_pool", (X4, 0), {}, ValueError,
-     r"adaptive_avg_pool: out_size must be >= 1, got \(0, 0\) \(" + XS),
-    ("adaptive_max_pool", (X4, (3, -1)), {}, ValueError,
-     r"adaptive_max_pool: out_size must be >= 1, got \(3, -1\)"),
-    ("adaptive_max_pool", (X4, (3, 3, 3)), {}, TypeError,
-     r"adaptive_max_pool: out_size must be an int or a pair of ints, got \(3, 3, 3\)"),
-    ("adaptive_avg_pool2d", (X4, 2.5), {}, TypeError,
-     r"adaptive_avg_pool2d: out_size must be an int or a pair of ints, got \(2.5, 2.5\)"),
-    ("adaptive_avg_pool3d", (X4, 2), {}, ValueError, r"adaptive_avg_pool3d: x must be 5-D"),
-    ("adaptive_max_pool", (X4, 2), dict(layout="NDHWC"), ValueError,
-     r"adaptive_max_pool: x must be 5-D for layout 'NDHWC'"),
-    ("adaptive_max_pool1d", (np.zeros((1, 0, 4)), 2), {}, ValueError,
-     r"adaptive_max_pool1d: x may be empty only along the batch axis"),
-]
-
-
 @pytest.mark.parametrize("module", [jc, jc.reference], ids=["custom", "twin"])
-@pytest.mark.parametrize("name, args, kw, error, message", BAD,
-                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
-def test_bad_input(module, name, args, kw, error, message):
+@pytest.mark.parametrize("name, case", _new_cases("invalid"))
+def test_bad_input(module, name, case):
+    """The registered bad inputs: the error and message, eagerly and while tracing."""
     fn = getattr(module, name)
-    with pytest.raises(error, match=message):
-        fn(*args, **kw)
-    with pytest.raises(error, match=message):     # at trace time under jit as well
-        jax.jit(lambda x: fn(x, *args[1:], **kw))(args[0])
+    with pytest.raises(case.error, match=case.match):
+        fn(*case.args, **case.hyper)
+    if isinstance(case.args[0], np.ndarray):
+        with pytest.raises(case.error, match=case.match):     # at trace time under jit
+            jax.jit(lambda x: fn(x, *case.args[1:], **case.hyper))(case.args[0])
 
 
 @pytest.mark.parametrize("name", ["max_pool", "avg_pool", "adaptive_avg_pool",
