@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxconv import _checks, _geometry
 from jaxconv._geometry import Layout, Window
@@ -124,9 +127,44 @@ def _max_primal(c: PoolConfig, x):
 
 
 def _max_bwd(c: PoolConfig, winner, g):
-    zero = jnp.zeros((), g.dtype)
-    pieces = (jnp.where(winner == tap, g, zero) for tap in range(c.window.taps))
-    return (_crop(c, place_windows(pieces, c.window, c.layout)),)
+    """One scatter-add of each window's gradient onto its winner's input element.
+
+    (Not ``place_windows``: its K shifted copies each read the winner array, and XLA
+    then fuses the whole forward scan into that backward, recomputing it K times per
+    element of dx: measured 2.5x slower for a 3x3 window.)"""
+    w, lay = c.window, c.layout
+    rest, position, inside = winner.astype(jnp.int32), 0, True
+    for dim in reversed(range(w.ndim)):        # the tap index is row-major over K
+        tap, rest = rest % w.kernel[dim], rest // w.kernel[dim]
+        out_row = lax.broadcasted_iota(jnp.int32, winner.shape, lay.spatial_axes[dim])
+        row = out_row * w.stride[dim] + tap * w.dilation[dim] - w.pad[dim][0]
+        inside = inside & (row >= 0) & (row < w.in_size[dim])
+        position = position + row * math.prod(w.in_size[dim + 1:])
+    size = math.prod(w.in_size)
+    position = jnp.where(inside, position, size)   # a window of padding only: dropped
+    return (_scatter_add(lay, position, g, size).reshape(_x_shape(lay, w, g.shape)),)
+
+
+def _x_shape(lay: Layout, w: Window, out_shape) -> tuple[int, ...]:
+    shape = list(out_shape)
+    for axis, n in zip(lay.spatial_axes, w.in_size):
+        shape[axis] = n
+    return tuple(shape)
+
+
+def _scatter_add(lay: Layout, position, g, size):
+    """``dx[n, c, position] += g`` over the flattened spatial axes (N, C stay as they
+    are, as batch dims of the scatter)."""
+    first, count = lay.spatial_axes[0], len(lay.spatial_axes)
+    def flat(a):
+        spatial = math.prod(a.shape[first:first + count])
+        return a.reshape(a.shape[:first] + (spatial,) + a.shape[first + count:])
+
+    def one(p, v):
+        return jnp.zeros(size, v.dtype).at[p].add(v, mode="drop")
+    for axis in (0, 1 if lay.channels_first else first + 1):   # N inside, C outside
+        one = jax.vmap(one, in_axes=(axis, axis), out_axes=axis)
+    return one(flat(position), flat(g))
 
 
 _max_pool = custom_vjp_op(_max_primal, _max_scan, _max_bwd)
