@@ -23,7 +23,7 @@ import numpy as np
 from jaxconv import _geometry
 from jaxconv._geometry import Layout
 from jaxconv._norm import accumulation_dtype
-from jaxconv._pool import on_spatial_axes, pool_input, winner_dtype
+from jaxconv._pool import pool_input, winner_dtype
 from jaxconv._vjp import custom_vjp_op
 
 

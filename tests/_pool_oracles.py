@@ -46,7 +46,8 @@ def max_pool(x, g, pool, stride=None, pad=0, dilation=1, ceil_mode=False):
                 if val > best or np.isnan(val):
                     best, where = val, pos
             out[nc + o] = best
-            dx[nc + where] += g[nc + o]
+            if all(0 <= w < n for w, n in zip(where, sizes)):   # else a window of padding
+                dx[nc + where] += g[nc + o]                     # only: -inf, no gradient
     return out, dx
 
 

@@ -237,6 +237,18 @@ def test_all_minus_inf_window_next_to_padding_as_torch(torch):
     assert dx_t[0, 0, 0, 0] == g[0, 0, :2, :2].sum()   # the four windows around (0, 0)
 
 
+def test_window_of_padding_only_as_torch(torch):
+    """Dilation can leave a window with no tap on the input (pool 2, dilation 2, pad 1
+    over one element): -inf out, and its gradient goes nowhere, as in torch."""
+    x = np.array([[[5.0]]])
+    out_t, dx_t, g = torch_forward_backward(torch, "MaxPool1d", (2, 1, 1, 2), {}, x,
+                                            np.random.default_rng(0))
+    out, dx = jaxconv_forward_backward("MaxPool1d", (2, 1, 1, 2), {}, x, g, "channels_first")
+    assert out_t.tolist() == [[[-np.inf]]] and dx_t.tolist() == [[[0.0]]]
+    np.testing.assert_array_equal(out, out_t)
+    np.testing.assert_array_equal(dx, dx_t)
+
+
 AVG_ENTRIES = [e for e in TORCH_MODULE_INPUTS + MORE_CONFIGS if "Avg" in e[0]][::3]
 
 
