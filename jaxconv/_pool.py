@@ -201,7 +201,9 @@ def max_pool(x, *, pool, stride=None, pad=0, dilation=1, ceil_mode=False, layout
     The winner is PyTorch's: the running maximum over the taps in row-major order
     takes a tap that is larger or NaN, so ties go to the FIRST maximum (as XLA and
     ``np.argmax``), a window holding NaN outputs NaN and sends its gradient to its
-    LAST NaN, and a window of ``-inf`` only to its first tap on the input.
+    LAST NaN, and a window of ``-inf`` only to its first tap on the input. A window
+    with no tap on the input (dilation can make one) outputs ``-inf`` and passes no
+    gradient, as in PyTorch.
 
     Residuals: the winner's tap, one byte per output (``uint8``; ``int32`` for
     windows over 256 taps), instead of x and the output.
