@@ -247,7 +247,24 @@ def legacy_key(seed: int) -> np.ndarray:
     return _frozen(np.array([0, seed], np.uint32))
 
 
-# --- layouts, for the PyTorch oracles ----------------------------------------------------
+# --- the PyTorch oracles' calling convention ----------------------------------------------
+
+def torch_args(torch, spec: OpSpec, args) -> list:
+    """``args`` for ``spec.torch``: float arrays as tensors of their dtype
+    (``requires_grad`` for the arguments that get gradients), integer arrays (labels)
+    as int64 tensors, the rest (None, static positionals) as they are."""
+    out = list(args)
+    for i, name in zip(spec.split(args)[0], spec.array_names(args)):
+        if args[i] is None:
+            continue
+        a = np.array(args[i])                      # a writable copy, as torch wants
+        if np.issubdtype(a.dtype, np.floating):
+            out[i] = torch.tensor(a, requires_grad=name in spec.grads)
+        else:
+            out[i] = torch.as_tensor(a).long()
+    return out
+
+
 
 def channels_first(t, layout: str | None):
     """A channels-last tensor (``"N...C"``) as channels-first (``"NC..."``); else as is."""
