@@ -34,7 +34,7 @@ from jaxconv._conv_impls import (KERNELS, forward, forward_op, input_grad, input
 from jaxconv._geometry import Layout, Window
 from jaxconv._vjp import custom_vjp_op
 
-IMPLS = tuple(KERNELS)
+IMPLS = tuple(KERNELS)          # at import; validation reads KERNELS, where an impl registers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,7 @@ class ConvConfig:
 def _arrays(op, x, w, b, layout, impl, ndim):
     x = _checks.array(op, "x", x)
     lay = _geometry.layout(op, layout, x.shape, ndim=ndim)
-    impl = _checks.choice(op, "impl", impl, IMPLS)
+    impl = _checks.choice(op, "impl", impl, tuple(KERNELS))
     w = _checks.array(op, "w", w, ndim=lay.rank)
     b = None if b is None else _checks.array(op, "b", b)
     _checks.same_dtype(op, x=x, w=w, b=b)
@@ -92,9 +92,9 @@ def conv_transpose_config(x, w, b, *, stride=1, pad=0, output_pad=0, dilation=1,
     groups = _checks.integer(op, "groups", groups, minimum=1)
     channels, w_channels = x.shape[lay.channel_axis], w.shape[lay.weight_out_axis]
     if channels != w_channels:
+        w_is = "(C_in, C_out // groups, *K)" if lay.channels_first else "(*K, C_out // groups, C_in)"
         raise ValueError(f"{op}: x has {channels} channels but w expects {w_channels} "
-                         f"(w is {'(C_in, C_out // groups, *K)' if lay.channels_first else '(*K, C_out // groups, C_in)'}; "
-                         f"{shapes}, layout={lay.name!r})")
+                         f"(w is {w_is}; {shapes}, layout={lay.name!r})")
     if channels % groups:
         raise ValueError(f"{op}: groups={groups} must divide the {channels} channels of x "
                          f"({shapes}, layout={lay.name!r})")
@@ -115,40 +115,30 @@ def _bias_grad(g, layout: Layout):
     return g.sum(axis=tuple(a for a in range(g.ndim) if a != layout.channel_axis))
 
 
-# --- conv: forward F; backward I (dx) and W (dw) ----------------------------------
+# --- the two ops: a bilinear kernel plus a bias ----------------------------------------
 
-def _conv_primal(c: ConvConfig, x, w, b):
-    return _add_bias(forward(c, x, w), b, c.layout)
+def _biased_op(kernel, kernel_op, dx_op, dw_op):
+    """``out = kernel(c, x, w) + b`` as a custom_vjp op with ``dx = dx_op(c, g, w)``,
+    ``dw = dw_op(c, x, g)``, ``db = sum g``; returns ``(primal, op)``. The fwd uses
+    ``kernel_op``, the kernel's closed custom_vjp op, not the bare kernel: grad-of-grad
+    differentiates the fwd, and must meet a hand rule there too."""
+    def primal(c: ConvConfig, x, w, b):
+        return _add_bias(kernel(c, x, w), b, c.layout)
 
+    def fwd(c: ConvConfig, x, w, b):
+        return _add_bias(kernel_op(c, x, w), b, c.layout), (x, w)
 
-def _conv_fwd(c: ConvConfig, x, w, b):
-    return _conv_primal(c, x, w, b), (x, w)
-
-
-def _conv_bwd(c: ConvConfig, residuals, g):
-    x, w = residuals
-    return input_grad_op(c, g, w), weight_grad_op(c, x, g), _bias_grad(g, c.layout)
-
-
-_conv = custom_vjp_op(_conv_primal, _conv_fwd, _conv_bwd)
-
-
-# --- conv_transpose: forward I; backward F (dx) and W with x and g swapped (dw) ------
-
-def _conv_transpose_primal(c: ConvConfig, x, w, b):
-    return _add_bias(input_grad(c, x, w), b, c.layout)
+    def bwd(c: ConvConfig, residuals, g):
+        x, w = residuals
+        return dx_op(c, g, w), dw_op(c, x, g), _bias_grad(g, c.layout)
+    return primal, custom_vjp_op(primal, fwd, bwd)
 
 
-def _conv_transpose_fwd(c: ConvConfig, x, w, b):
-    return _conv_transpose_primal(c, x, w, b), (x, w)
-
-
-def _conv_transpose_bwd(c: ConvConfig, residuals, g):
-    x, w = residuals
-    return forward_op(c, g, w), weight_grad_op(c, g, x), _bias_grad(g, c.layout)
-
-
-_conv_transpose = custom_vjp_op(_conv_transpose_primal, _conv_transpose_fwd, _conv_transpose_bwd)
+# conv: forward F; backward I (dx) and W (dw)
+_conv_primal, _conv = _biased_op(forward, forward_op, input_grad_op, weight_grad_op)
+# conv_transpose: forward I; backward F (dx) and W with x and g swapped (dw)
+_conv_transpose_primal, _conv_transpose = _biased_op(
+    input_grad, input_grad_op, forward_op, lambda c, x, g: weight_grad_op(c, g, x))
 
 
 # --- public ops ---------------------------------------------------------------------
@@ -190,23 +180,33 @@ def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, im
     return _conv(c, x, w, b)
 
 
-def _fixed_conv(ndim: int, default_layout: str):
+def fixed_conv(ndim: int, default_layout: str, finish, doc: str):
+    """``conv{ndim}d``: conv's signature and validation with the rank fixed, then
+    ``finish(config, x, w, b, pad)`` (the op here, the autodiff twin in ``reference``)."""
     name = f"conv{ndim}d"
 
     def op(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=default_layout,
            impl="xla"):
         x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation,
                                  groups=groups, layout=layout, impl=impl, op=name, ndim=ndim)
-        return _conv(c, x, w, b)
-    op.__name__ = op.__qualname__ = name
-    op.__doc__ = (f"{ndim}-D :func:`conv`: x must be {ndim + 2}-D, layout one of "
-                  f"{_geometry.LAYOUTS[ndim]} (default {default_layout!r}).")
-    return op
+        return finish(c, x, w, b, pad)
+    return named(op, name, doc.format(name=name, ndim=ndim, rank=ndim + 2,
+                                      layouts=_geometry.LAYOUTS[ndim], layout=default_layout))
 
 
-conv1d = _fixed_conv(1, "NCW")
-conv2d = _fixed_conv(2, "NCHW")
-conv3d = _fixed_conv(3, "NCDHW")
+def named(fn, name: str, doc: str):
+    """``fn`` as the public function ``name`` (the rank-fixed ops and their twins)."""
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
+
+
+FIXED_LAYOUTS = ((1, "NCW"), (2, "NCHW"), (3, "NCDHW"))   # rank, default layout
+_DOC = ("{ndim}-D :func:`{family}`: x must be {rank}-D, layout one of {layouts} "
+        "(default {layout!r}).")
+conv1d, conv2d, conv3d = (
+    fixed_conv(n, layout, lambda c, x, w, b, pad: _conv(c, x, w, b),
+               _DOC.replace("{family}", "conv")) for n, layout in FIXED_LAYOUTS)
 
 
 def conv_transpose(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
@@ -242,7 +242,9 @@ def conv_transpose(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, g
     return _conv_transpose(c, x, w, b)
 
 
-def _fixed_conv_transpose(ndim: int, default_layout: str):
+def fixed_conv_transpose(ndim: int, default_layout: str, finish, doc: str):
+    """``conv_transpose{ndim}d``, as :func:`fixed_conv`; ``finish(config, x, w, b,
+    output_pad)``."""
     name = f"conv_transpose{ndim}d"
 
     def op(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
@@ -251,13 +253,12 @@ def _fixed_conv_transpose(ndim: int, default_layout: str):
                                            output_pad=output_pad, dilation=dilation,
                                            groups=groups, layout=layout, impl=impl, op=name,
                                            ndim=ndim)
-        return _conv_transpose(c, x, w, b)
-    op.__name__ = op.__qualname__ = name
-    op.__doc__ = (f"{ndim}-D :func:`conv_transpose`: x must be {ndim + 2}-D, layout one of "
-                  f"{_geometry.LAYOUTS[ndim]} (default {default_layout!r}).")
-    return op
+        return finish(c, x, w, b, output_pad)
+    return named(op, name, doc.format(name=name, ndim=ndim, rank=ndim + 2,
+                                      layouts=_geometry.LAYOUTS[ndim], layout=default_layout))
 
 
-conv_transpose1d = _fixed_conv_transpose(1, "NCW")
-conv_transpose2d = _fixed_conv_transpose(2, "NCHW")
-conv_transpose3d = _fixed_conv_transpose(3, "NCDHW")
+conv_transpose1d, conv_transpose2d, conv_transpose3d = (
+    fixed_conv_transpose(n, layout, lambda c, x, w, b, output_pad: _conv_transpose(c, x, w, b),
+                         _DOC.replace("{family}", "conv_transpose"))
+    for n, layout in FIXED_LAYOUTS)

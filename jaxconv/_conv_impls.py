@@ -280,14 +280,11 @@ input_grad = _kernel("input_grad", _input_grad_shape)
 weight_grad = _kernel("weight_grad", _weight_grad_shape)
 
 
-def _pair(fn):
-    """(primal, fwd) of a bilinear kernel whose residuals are both operands."""
-    return fn, lambda c, a, b: (fn(c, a, b), (a, b))
-
-
-forward_op = custom_vjp_op(*_pair(forward), lambda c, r, u: (input_grad_op(c, u, r[1]),
-                                                             weight_grad_op(c, r[0], u)))
-input_grad_op = custom_vjp_op(*_pair(input_grad), lambda c, r, u: (forward_op(c, u, r[1]),
-                                                                   weight_grad_op(c, u, r[0])))
-weight_grad_op = custom_vjp_op(*_pair(weight_grad), lambda c, r, u: (input_grad_op(c, r[1], u),
-                                                                     forward_op(c, r[0], u)))
+# Each op's fwd calls the op itself (not the bare kernel), so that differentiating a
+# fwd -- which reverse-over-reverse does -- meets a custom rule again at every order.
+forward_op = custom_vjp_op(forward, lambda c, a, b: (forward_op(c, a, b), (a, b)),
+                           lambda c, r, u: (input_grad_op(c, u, r[1]), weight_grad_op(c, r[0], u)))
+input_grad_op = custom_vjp_op(input_grad, lambda c, a, b: (input_grad_op(c, a, b), (a, b)),
+                              lambda c, r, u: (forward_op(c, u, r[1]), weight_grad_op(c, u, r[0])))
+weight_grad_op = custom_vjp_op(weight_grad, lambda c, a, b: (weight_grad_op(c, a, b), (a, b)),
+                               lambda c, r, u: (input_grad_op(c, r[1], u), forward_op(c, r[0], u)))

@@ -17,7 +17,8 @@ import numpy as np
 from jax import lax
 
 from jaxconv import _checks, _geometry
-from jaxconv._conv import conv_config, conv_transpose_config
+from jaxconv._conv import (FIXED_LAYOUTS, conv_config, conv_transpose_config, fixed_conv,
+                           fixed_conv_transpose)
 from jaxconv._dense import affine_inputs, relu_input
 from jaxconv._dropout import dropout_config, keep_mask
 from jaxconv._loss import loss_inputs, nan_unless_valid, svm_config
@@ -59,25 +60,9 @@ def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, im
     return _conv(x, w, b, pad, c)
 
 
-def conv1d(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout="NCW", impl="xla"):
-    """Twin of :func:`jaxconv.conv1d`."""
-    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
-                             layout=layout, impl=impl, op="conv1d", ndim=1)
-    return _conv(x, w, b, pad, c)
-
-
-def conv2d(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout="NCHW", impl="xla"):
-    """Twin of :func:`jaxconv.conv2d`."""
-    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
-                             layout=layout, impl=impl, op="conv2d", ndim=2)
-    return _conv(x, w, b, pad, c)
-
-
-def conv3d(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout="NCDHW", impl="xla"):
-    """Twin of :func:`jaxconv.conv3d`."""
-    x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
-                             layout=layout, impl=impl, op="conv3d", ndim=3)
-    return _conv(x, w, b, pad, c)
+conv1d, conv2d, conv3d = (
+    fixed_conv(n, layout, lambda c, x, w, b, pad: _conv(x, w, b, pad, c),
+               "Twin of :func:`jaxconv.{name}`.") for n, layout in FIXED_LAYOUTS)
 
 
 def _conv_transpose(x, w, b, output_pad, c):
@@ -111,31 +96,9 @@ def conv_transpose(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, g
     return _conv_transpose(x, w, b, output_pad, c)
 
 
-def conv_transpose1d(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
-                     layout="NCW", impl="xla"):
-    """Twin of :func:`jaxconv.conv_transpose1d`."""
-    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
-                                       dilation=dilation, groups=groups, layout=layout,
-                                       impl=impl, op="conv_transpose1d", ndim=1)
-    return _conv_transpose(x, w, b, output_pad, c)
-
-
-def conv_transpose2d(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
-                     layout="NCHW", impl="xla"):
-    """Twin of :func:`jaxconv.conv_transpose2d`."""
-    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
-                                       dilation=dilation, groups=groups, layout=layout,
-                                       impl=impl, op="conv_transpose2d", ndim=2)
-    return _conv_transpose(x, w, b, output_pad, c)
-
-
-def conv_transpose3d(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
-                     layout="NCDHW", impl="xla"):
-    """Twin of :func:`jaxconv.conv_transpose3d`."""
-    x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
-                                       dilation=dilation, groups=groups, layout=layout,
-                                       impl=impl, op="conv_transpose3d", ndim=3)
-    return _conv_transpose(x, w, b, output_pad, c)
+conv_transpose1d, conv_transpose2d, conv_transpose3d = (
+    fixed_conv_transpose(n, layout, lambda c, x, w, b, output_pad: _conv_transpose(
+        x, w, b, output_pad, c), "Twin of :func:`jaxconv.{name}`.") for n, layout in FIXED_LAYOUTS)
 
 
 # --- dense, norms, dropout, losses ----------------------------------------------------
