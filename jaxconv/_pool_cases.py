@@ -83,14 +83,14 @@ def _2d_cases():
 
 SMALL = {
     "max_pool1d": lambda: [layout_case("NCW k3 s1 p1", 30, (2, 2, 6),
-                                       dict(pool=3, stride=1, pad=1))],
+                                       dict(pool=3, stride=1, pad=1), transforms=True)],
     "max_pool3d": lambda: [layout_case("NCDHW k2 s2 p1", 31, (1, 2, 4, 4, 3),
-                                       dict(pool=2, stride=2, pad=1))],
+                                       dict(pool=2, stride=2, pad=1), transforms=True)],
     "avg_pool1d": lambda: [layout_case("NWC k2 s2 p1", 32, (2, 2, 7), dict(pool=2, stride=2, pad=1),
-                                       last=True)],
+                                       last=True, transforms=True)],
     "avg_pool3d": lambda: [layout_case("NDHWC k3 s2 p1 exclude-pad", 33, (1, 2, 4, 5, 3),
                                        dict(pool=3, stride=2, pad=1, count_include_pad=False),
-                                       last=True)],
+                                       last=True, transforms=True)],
 }
 
 

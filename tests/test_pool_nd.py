@@ -1,15 +1,17 @@
-"""The pooling family in 1, 2 and 3 spatial dims: the hand-derived backwards against
-the autodiff twins and centered differences for every option, hand-worked values,
-NaN and ties, residuals, dtypes and bad input. (PyTorch's own module configurations
-are in test_torch_modules_pool.py, JAX's transformations in
-test_transforms_pool_nd.py.)"""
+"""The pooling family in 1, 2 and 3 spatial dims: hand-worked values, NaN and ties,
+NumPy loops of PyTorch's kernels, residuals, empty batches, signatures.
+
+The registered cases (jaxconv/_pool_cases.py, _adaptive_pool_cases.py) run in the
+generic tests: custom vs twin vs centered differences (test_ops_gradients.py),
+transforms and half precision (test_ops_transforms.py), bad input
+(test_ops_validation.py), PyTorch (test_ops_torch.py); PyTorch's own module
+configurations are in test_torch_modules_pool.py."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxconv as jc
-from jaxconv import _registry
 from jaxconv.gradcheck import rel_error
 import _pool_oracles as oracle
 
@@ -21,23 +23,6 @@ def distinct(seed, *shape):
     return (np.random.default_rng(seed).permutation(size) * 0.1 - size * 0.05).reshape(shape)
 
 
-POOL_OPS = [name for name in _registry.ops() if "pool" in name]
-_ORIGINAL_2D = ("max_pool2d", "avg_pool2d")     # their first cases: test_pool.py's geometries
-
-
-def _new_cases(field):
-    """``(op name, case)`` of the pool ops' registry declarations, less the original
-    2-D geometries already proven by test_pool.py and test_validation_conv_pool.py."""
-    out = []
-    for name in POOL_OPS:
-        spec = _registry.spec(name)
-        cases = spec.check_cases() if field == "cases" else spec.invalid_cases()
-        if name in _ORIGINAL_2D:
-            cases = [c for c in cases if "ceil" in c.name or "over-half" in c.name]
-        out += [pytest.param(name, c, id=f"{name}:{c.name}") for c in cases]
-    return out
-
-
 def bound(module, name, hyper, layout):
     """``x -> op(x)`` with the hyperparameters (``out_size`` positional)."""
     hyper = dict(hyper, layout=layout)
@@ -45,32 +30,6 @@ def bound(module, name, hyper, layout):
     op = getattr(module, name)
     return (lambda x: op(x, out_size, **hyper)) if name.startswith("adaptive") \
         else (lambda x: op(x, **hyper))
-
-
-@pytest.mark.parametrize("name, case", _new_cases("cases"))
-def test_custom_equals_twin_and_numerical(name, case):
-    """Every registered pool case, one jitted call: the custom VJP, the twin's autodiff
-    VJP and centered differences (h = 1e-5) of the same random cotangent, float64."""
-    x, static = case.args[0], case.args[1:]
-    custom = lambda a: getattr(jc, name)(a, *static, **case.hyper)             # noqa: E731
-    twin = lambda a: getattr(jc.reference, name)(a, *static, **case.hyper)     # noqa: E731
-    g = np.random.default_rng(100).standard_normal(jax.eval_shape(twin, x).shape)
-
-    @jax.jit
-    def run(x, g):
-        out, pull = jax.vjp(custom, x)
-        out_ref, pull_ref = jax.vjp(twin, x)
-        h = 1e-5
-        steps = jnp.eye(x.size, dtype=x.dtype).reshape((x.size,) + x.shape) * h
-        along = lambda s: jnp.sum((twin(x + s) - twin(x - s)) * g) / (2 * h)  # noqa: E731
-        numerical = jax.vmap(along)(steps).reshape(x.shape)
-        return out, out_ref, pull(g)[0], pull_ref(g)[0], numerical
-
-    out, out_ref, dx, dx_ref, dx_num = run(x, g)
-    assert dx.dtype == x.dtype and dx.shape == x.shape
-    assert rel_error(out, out_ref) < 1e-10
-    assert rel_error(dx, dx_ref) < 1e-10
-    assert rel_error(dx, dx_num) < 1e-6
 
 
 # --- hand-worked values -----------------------------------------------------------------
@@ -202,53 +161,7 @@ def test_global_average_pool_is_one_mean():
     assert not any(p in jaxpr for p in ("gather", "scatter", "reduce_window", "pad"))
 
 
-# --- dtypes -------------------------------------------------------------------------------
-
-DTYPE_OPS = {
-    "max_pool": (dict(pool=3, stride=2, pad=1, ceil_mode=True), "x"),
-    "avg_pool": (dict(pool=3, stride=2, pad=1, ceil_mode=True, count_include_pad=False), "x"),
-    "adaptive_avg_pool": (dict(out_size=(3, 4)), "x"),
-    "adaptive_max_pool": (dict(out_size=(3, 4)), "x"),
-}
-TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2, jnp.float16: 2e-3}
-
-
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16],
-                         ids=["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("name", list(DTYPE_OPS))
-def test_low_precision_matches_twin(name, dtype):
-    """Forward and gradient keep x's dtype and agree with the twin (which sums and
-    divides half precision in float32 too) to the dtype's rounding."""
-    hyper, _ = DTYPE_OPS[name]
-    x = jnp.asarray(distinct(3, 2, 3, 7, 9), dtype)
-    custom, twin = (bound(m, name, hyper, None) for m in (jc, jc.reference))
-
-    @jax.jit
-    def run(x):
-        out, pull = jax.vjp(custom, x)
-        out_ref, pull_ref = jax.vjp(twin, x)
-        g = jnp.cos(jnp.arange(out.size, dtype=out.dtype)).reshape(out.shape)
-        return out, out_ref, pull(g)[0], pull_ref(g)[0]
-
-    out, out_ref, dx, dx_ref = run(x)
-    assert out.dtype == dtype and dx.dtype == dtype
-    assert rel_error(out, out_ref) < TOL[dtype]
-    assert rel_error(dx, dx_ref) < TOL[dtype]
-
-
-# --- bad input ----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("module", [jc, jc.reference], ids=["custom", "twin"])
-@pytest.mark.parametrize("name, case", _new_cases("invalid"))
-def test_bad_input(module, name, case):
-    """The registered bad inputs: the error and message, eagerly and while tracing."""
-    fn = getattr(module, name)
-    with pytest.raises(case.error, match=case.match):
-        fn(*case.args, **case.hyper)
-    if isinstance(case.args[0], np.ndarray):
-        with pytest.raises(case.error, match=case.match):     # at trace time under jit
-            jax.jit(lambda x: fn(x, *case.args[1:], **case.hyper))(case.args[0])
-
+# --- zero-size and signatures ------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["max_pool", "avg_pool", "adaptive_avg_pool",
                                   "adaptive_max_pool"])
