@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+
+import numpy as np
 from jax import lax
 
 from jaxconv._checks import _is_int as is_int
@@ -304,3 +306,37 @@ def transpose_window(op: str, *, in_size, kernel, stride=1, dilation=1, pad=0, o
                          f"which is not positive{context}")
     check_extent(op, "output", size, outer, context)
     return Window(size, kernel, stride, dilation, pad, in_size)
+
+
+# --- pooling: where each window's taps fall, PyTorch's padding rule, adaptive windows ---
+
+def taps_inside(window: Window, dim: int, *, padded: bool = False) -> np.ndarray:
+    """``(O, K)`` bools along ``dim``: does tap ``t`` of window ``o`` read the input
+    (row ``o s + t d - lo`` in ``[0, I)``), or with ``padded`` the padded input
+    (``[-lo, I + hi)``; only a ceil_mode overhang lies past it)?"""
+    rows = (np.arange(window.out_size[dim])[:, None] * window.stride[dim]
+            + np.arange(window.kernel[dim])[None, :] * window.dilation[dim]
+            - window.pad[dim][0])
+    low, high = (-window.pad[dim][0], window.in_size[dim] + window.pad[dim][1]) if padded \
+        else (0, window.in_size[dim])
+    return (rows >= low) & (rows < high)
+
+
+def check_pool_pad(op: str, window: Window, shapes: str = "") -> None:
+    """PyTorch's pooling rule: each pad at most half the window, ``pad <= K // 2``
+    (the kernel size, whatever the dilation), so that no window is padding only."""
+    half = tuple(k // 2 for k in window.kernel)
+    if any(max(p) > h for p, h in zip(window.pad, half)):
+        pad = tuple(p if p[0] != p[1] else p[0] for p in window.pad)
+        raise ValueError(f"{op}: pad must be at most half the pool window (pool // 2 = "
+                         f"{half}), got pad={pad} for pool={window.kernel}"
+                         + (f" ({shapes})" if shapes else ""))
+
+
+def adaptive_windows(size: int, out: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(starts, ends)`` of adaptive pooling's ``out`` windows over ``size`` rows,
+    PyTorch's rule: window ``i`` is ``[floor(i size / out), ceil((i + 1) size / out))``
+    (adjacent windows may share a row; ``out > size`` repeats rows)."""
+    starts = tuple(i * size // out for i in range(out))
+    ends = tuple(-(-(i + 1) * size // out) for i in range(out))
+    return starts, ends

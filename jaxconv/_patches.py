@@ -22,14 +22,15 @@ from jaxconv import _checks, _geometry
 from jaxconv._geometry import Layout, Window
 
 
-def pad_spatial(x, pad, layout: Layout):
-    """Zero-pad the spatial axes by one ``(low, high)`` pair per dim (negative crops)."""
+def pad_spatial(x, pad, layout: Layout, value=0):
+    """Pad the spatial axes with ``value`` (zeros by default) by one ``(low, high)``
+    pair per dim (negative crops)."""
     if all(p == (0, 0) for p in pad):
         return x
     config = [(0, 0, 0)] * x.ndim
     for axis, (lo, hi) in zip(layout.spatial_axes, pad):
         config[axis] = (lo, hi, 0)
-    return lax.pad(x, jnp.zeros((), x.dtype), config)
+    return lax.pad(x, jnp.asarray(value, x.dtype), config)
 
 
 def unpad(pad):

@@ -26,7 +26,10 @@ from jaxconv._norm import (accumulation_dtype, batch_norm_config, group_norm_con
                            layer_norm_config)
 from jaxconv._patches import _im2col_window
 from jaxconv._patches import col2im as col2im_op
-from jaxconv._pool import pool_config
+from jaxconv._reference_pool import (  # noqa: F401  (the pooling twins, re-exported)
+    adaptive_avg_pool, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
+    adaptive_max_pool, adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool,
+    avg_pool1d, avg_pool2d, avg_pool3d, max_pool, max_pool1d, max_pool2d, max_pool3d)
 
 
 def _lax_specs(lay):
@@ -96,27 +99,6 @@ def conv_transpose(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, g
 conv_transpose1d, conv_transpose2d, conv_transpose3d = (
     fixed_conv_transpose(n, layout, lambda c, x, w, b, output_pad: _conv_transpose(
         x, w, b, output_pad, c), "Twin of :func:`jaxconv.{name}`.") for n, layout in FIXED_LAYOUTS)
-
-
-def _reduce_window(x, c, init, reducer):
-    window = [1, 1, 1, 1]
-    strides = [1, 1, 1, 1]
-    for axis, k, s in zip(c.layout.spatial_axes, c.pool, c.stride):
-        window[axis], strides[axis] = k, s
-    return lax.reduce_window(x, init, reducer, window, strides, "VALID")
-
-
-def max_pool2d(x, *, pool=2, stride=None, layout="NCHW"):
-    """Twin of :func:`jaxconv.max_pool2d` on ``lax.reduce_window``, whose gradient
-    (``select_and_scatter``) has the same first-maximum tie rule."""
-    x, c = pool_config("max_pool2d", x, pool=pool, stride=stride, layout=layout)
-    return _reduce_window(x, c, np.array(-np.inf, x.dtype), lax.max)
-
-
-def avg_pool2d(x, *, pool=2, stride=None, layout="NCHW"):
-    """Twin of :func:`jaxconv.avg_pool2d`."""
-    x, c = pool_config("avg_pool2d", x, pool=pool, stride=stride, layout=layout)
-    return _reduce_window(x, c, np.array(0, x.dtype), lax.add) / c.size
 
 
 # --- dense, norms, dropout, losses ----------------------------------------------------
