@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxconv as jc
-from jaxconv._registry import fix_others
+from jaxconv._registry import fix_others, torch_args
 
 
 def cases(quick: bool) -> list:
@@ -85,7 +85,7 @@ def _time_once(fn) -> tuple[float, float]:
 
 def _torch_variant(torch, spec, case, args):
     """PyTorch's forward + backward of the op's oracle, on the same float32 values."""
-    t_args = to_torch(torch, spec, args)
+    t_args = torch_args(torch, spec, args)
     diff = [t for t in t_args if getattr(t, "requires_grad", False)]
     with torch.no_grad():
         shapes = [o.shape for o in _outputs(spec.torch(torch, *t_args, **case.hyper))]
@@ -99,24 +99,6 @@ def _torch_variant(torch, spec, case, args):
         outs = _outputs(spec.torch(torch, *t_args, **case.hyper))
         torch.autograd.backward([outs[k] for k in grads], list(grads.values()))
     return torch_step
-
-
-def to_torch(torch, spec, args) -> list:
-    """``args`` for the op's PyTorch oracle: float arrays as tensors of their dtype
-    (``requires_grad`` for the arguments that get gradients), integer arrays (labels)
-    as int64 tensors, the rest (None, static positionals) as they are."""
-    names = dict(zip(spec.split(args)[0], spec.array_names(args)))
-    out = list(args)
-    for i, name in names.items():
-        a = args[i]
-        if a is None:
-            continue
-        a = np.array(a)                   # a writable copy, as torch wants
-        if np.issubdtype(a.dtype, np.floating):
-            out[i] = torch.tensor(a, requires_grad=name in spec.grads)
-        else:
-            out[i] = torch.as_tensor(a).long()
-    return out
 
 
 def _outputs(out):

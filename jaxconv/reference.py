@@ -229,7 +229,7 @@ def _patch_index(x_shape, win):
     return channel, dh * i + sh * y, dw * j + sw * x
 
 
-def im2col(x, kh, kw, *, stride=1, pad=0, dilation=1):
+def im2col(x, kh: int, kw: int, *, stride=1, pad=0, dilation=1):
     """Twin of :func:`jaxconv.im2col`: ``x_padded[:, channel, row, col]`` (one gather)."""
     x = _checks.array("im2col", "x", x, ndim=4)
     win = _im2col_window("im2col", x.shape, kh, kw, stride, pad, dilation)
@@ -238,7 +238,7 @@ def im2col(x, kh, kw, *, stride=1, pad=0, dilation=1):
     return cols.transpose(1, 2, 0).reshape(cols.shape[1], cols.shape[2] * cols.shape[0])
 
 
-def col2im(cols, x_shape, kh, kw, *, stride=1, pad=0, dilation=1):
+def col2im(cols, x_shape, kh: int, kw: int, *, stride=1, pad=0, dilation=1):
     """Twin of :func:`jaxconv.col2im`: one scatter-add (``.at[].add``) of the columns."""
     cols = _checks.array("col2im", "cols", cols, ndim=2)
     jax.eval_shape(lambda c: col2im_op(c, x_shape, kh, kw, stride=stride, pad=pad,

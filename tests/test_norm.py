@@ -1,6 +1,6 @@
-"""batch_norm, layer_norm, group_norm: custom vs autodiff twin vs numerical
-(float64), the formulas written out in NumPy, running statistics, layouts,
-residuals and half precision."""
+"""batch_norm, layer_norm, group_norm specifics: the formulas written out in NumPy,
+running statistics and PyTorch's other convention, layouts, residuals and half
+precision (custom vs twin vs numerical and vs PyTorch: tests/test_ops_*.py)."""
 import jax
 import jax.ad_checkpoint
 import jax.numpy as jnp
@@ -8,30 +8,13 @@ import numpy as np
 import pytest
 
 import jaxconv as jc
-from jaxconv.gradcheck import compare
 from _util import randn, to_nhwc
-
-
-def assert_report(report, names):
-    assert set(report) == set(names)
-    for name, errors in report.items():
-        assert errors["autodiff"] < 1e-10, (name, report)
-        assert errors["numerical"] < 1e-6, (name, report)
 
 
 def bn_args(shape, axis=1, seed=0):
     d = shape[axis]
     return (randn(seed, *shape), randn(seed + 1, d), randn(seed + 2, d), randn(seed + 3, d),
             0.5 + np.abs(randn(seed + 4, d)))
-
-
-BN_NAMES = ("x", "gamma", "beta", "running_mean", "running_var")
-
-
-@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("shape", [(6, 4), (3, 2, 3, 2)], ids=["ND", "spatial"])
-def test_batch_norm_gradients_match_twin_and_numerical(shape, train):
-    assert_report(compare("batch_norm", *bn_args(shape), train=train), BN_NAMES)
 
 
 def np_batch_norm_train(x, gamma, beta, rm, rv, axes, shape, momentum=0.9, eps=1e-5):
@@ -109,13 +92,12 @@ def test_batch_norm_residuals_are_x_hat_and_inverse_std(capsys):
     assert not any("argument x" in line for line in saved), saved
 
 
-def test_layer_norm_matches_numpy_and_gradients():
+def test_layer_norm_matches_numpy():
     x, gamma, beta = randn(0, 3, 2, 4), randn(1, 2, 4), randn(2, 2, 4)
     flat = x.reshape(3, -1)
     x_hat = (flat - flat.mean(1, keepdims=True)) / np.sqrt(flat.var(1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(jc.layer_norm(x, gamma, beta),
                                gamma * x_hat.reshape(x.shape) + beta, rtol=1e-12, atol=1e-12)
-    assert_report(compare("layer_norm", x, gamma, beta), ("x", "gamma", "beta"))
 
 
 def np_group_norm(x, gamma, beta, groups, eps=1e-5):
@@ -138,14 +120,6 @@ def test_group_norm_matches_numpy_loops(groups):
     np.testing.assert_allclose(
         jc.group_norm(to_nhwc(x), gamma, beta, groups=groups, layout="NHWC"),
         to_nhwc(want), rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_group_norm_gradients_match_twin_and_numerical(layout):
-    x = randn(0, 2, 4, 3, 2)
-    x = x if layout == "NCHW" else to_nhwc(x)
-    report = compare("group_norm", x, randn(1, 4), randn(2, 4), groups=2, layout=layout)
-    assert_report(report, ("x", "gamma", "beta"))
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
@@ -171,3 +145,19 @@ def test_half_precision_statistics_accumulate_in_float32(dtype):
     dx32 = jax.grad(weighted)(x32, gamma.astype(jnp.float32), beta.astype(jnp.float32))
     assert dx.dtype == dtype
     np.testing.assert_allclose(np.asarray(dx, np.float32), dx32, atol=3e-2 * np.abs(dx32).max())
+
+
+def test_batch_norm_running_stats_follow_cs231n_not_pytorch(torch):
+    """PyTorch's momentum weights the new value (1 - ours) and it stores the UNBIASED
+    batch variance: its running variance differs from ours, and agrees once converted
+    (the conversion the registry's PyTorch oracle makes)."""
+    x, gamma, beta, rm, rv = bn_args((6, 4), seed=11)
+    _, new_mean, new_var = jc.batch_norm(x, gamma, beta, rm, rv, train=True, momentum=0.9)
+    t_mean, t_var = torch.tensor(rm), torch.tensor(rv)          # updated in place by torch
+    torch.nn.functional.batch_norm(torch.tensor(x), t_mean, t_var, torch.tensor(gamma),
+                                   torch.tensor(beta), training=True, momentum=0.1)
+    np.testing.assert_allclose(new_mean, t_mean.numpy(), rtol=1e-12)
+    assert not np.allclose(new_var, t_var.numpy())               # the conventions do differ
+    m = x.shape[0]
+    np.testing.assert_allclose(new_var - 0.9 * rv, (t_var.numpy() - 0.9 * rv) * (m - 1) / m,
+                               rtol=1e-12)

@@ -1,54 +1,22 @@
-"""max_pool2d / avg_pool2d: both layouts against the autodiff twin, numerical
-gradients, hand-worked examples and the seeds' loops; max-pool ties on their own."""
-import functools
-
-import jax.numpy as jnp
+"""max_pool2d / avg_pool2d specifics: unreached rows, hand-worked examples, the
+seeds' loops, and max-pool ties (against PyTorch too), which the registry's
+cases avoid on purpose (finite differences are not valid at a tie)."""
 import numpy as np
 import pytest
 
 import jaxconv as jc
-from jaxconv.gradcheck import compare, numerical_vjp, rel_error
+from jaxconv._pool_cases import GEOMETRIES, case_name
+from _registry_cases import results
 from _util import forward_and_vjp, randn, to_nchw, to_nhwc
 
 OPS = ("max_pool2d", "avg_pool2d")
 LAYOUTS = ("NCHW", "NHWC")
-
-# NCHW shapes; NHWC runs the same numbers transposed.
-CASES = {
-    "2x2-floor": dict(x=(2, 3, 7, 9), pool=2, stride=None),          # last row and column dropped
-    "overlap-3s2": dict(x=(2, 2, 7, 8), pool=3, stride=2),           # windows share a row/column
-    "asymmetric": dict(x=(2, 2, 5, 7), pool=(3, 2), stride=(1, 2)),  # overlap in H only
-    "1x1-stride2-C1": dict(x=(2, 1, 5, 6), pool=1, stride=2),        # every other row skipped
-    "7x7-overlap": dict(x=(1, 2, 7, 8), pool=7, stride=1),
-}
+# custom vs twin vs numerical and vs PyTorch for every geometry x layout: the
+# registry's pool cases (jaxconv/_pool_cases.py) in tests/test_ops_*.py.
 
 
 def _pair(v):
     return v if isinstance(v, tuple) else (v, v)
-
-
-def hyper(case):
-    c = CASES[case]
-    return dict(pool=c["pool"], stride=c["stride"])
-
-
-@functools.lru_cache(maxsize=None)
-def case_data(op, case):
-    """x, cotangent and the numerical VJP of the twin, NCHW, once per (op, case)."""
-    x = randn(10, *CASES[case]["x"])
-    twin = lambda x: getattr(jc.reference, op)(x, **hyper(case))   # noqa: E731
-    g = randn(11, *jnp.shape(twin(x)))
-    return x, g, np.asarray(numerical_vjp(twin, x, g))
-
-
-@functools.lru_cache(maxsize=None)
-def result(op, case, layout, custom=True):
-    x, g, _ = case_data(op, case)
-    if layout == "NHWC":
-        x, g = to_nhwc(x), to_nhwc(g)
-    fn = getattr(jc if custom else jc.reference, op)
-    out, (dx,) = forward_and_vjp(lambda x: fn(x, layout=layout, **hyper(case)), (x,), g)
-    return out, dx
 
 
 def unreached_mask(x_shape, pool, stride):
@@ -62,40 +30,17 @@ def unreached_mask(x_shape, pool, stride):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("op", OPS)
-def test_grads_equal_twin_and_numerical(op, case, layout):
-    x, _, num = case_data(op, case)
-    out, dx = result(op, case, layout)
-    out_t, dx_t = result(op, case, layout, custom=False)
-    np.testing.assert_allclose(out, out_t, rtol=1e-12, atol=1e-14)
-    if layout == "NHWC":
-        num = to_nhwc(num)
-    assert dx.shape == num.shape and dx.dtype == jnp.float64
-    assert rel_error(dx, dx_t) < 1e-10, rel_error(dx, dx_t)
-    assert rel_error(dx, num) < 1e-6, rel_error(dx, num)
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("op", OPS)
 def test_floor_rows_get_exactly_zero_gradient(op, layout):
-    for case in ("2x2-floor", "overlap-3s2", "asymmetric", "1x1-stride2-C1"):
-        c = CASES[case]
-        mask = unreached_mask(c["x"], c["pool"], c["stride"])
-        assert mask.any(), case
-        dx = np.asarray(result(op, case, layout)[1])
+    for geometry in ("2x2-floor", "overlap-3s2", "asymmetric", "1x1-stride2-C1"):
+        g = GEOMETRIES[geometry]
+        mask = unreached_mask(g["x"], g["pool"], g["stride"])
+        assert mask.any(), geometry
+        dx = np.asarray(results(op, case_name(layout, geometry))["grads"][0])
         dx = dx if layout == "NCHW" else to_nchw(dx)
-        assert np.all(dx[:, :, mask] == 0.0), case
+        assert np.all(dx[:, :, mask] == 0.0), geometry
         if op == "avg_pool2d":                         # every reached element gets a share
-            assert np.all(dx[:, :, ~mask] != 0.0), case
-
-
-def test_compare_reports_small_errors():
-    """The same check through gradcheck.compare (the engine of ``jaxconv check``)."""
-    report = compare("max_pool2d", to_nhwc(randn(12, 2, 2, 5, 6)), pool=(2, 3), stride=(1, 2),
-                     layout="NHWC")
-    assert list(report) == ["x"]
-    assert report["x"]["autodiff"] < 1e-10 and report["x"]["numerical"] < 1e-6, report
+            assert np.all(dx[:, :, ~mask] != 0.0), geometry
 
 
 # --- hand-worked examples ---------------------------------------------------------
@@ -238,3 +183,19 @@ def test_stride_defaults_to_pool():
     for op in (jc.max_pool2d, jc.avg_pool2d):
         np.testing.assert_array_equal(op(x, pool=(3, 2)), op(x, pool=(3, 2), stride=(3, 2)))
         assert op(x, pool=(3, 2)).shape == (1, 2, 2, 3)
+
+
+def test_max_pool_ties_match_torch(torch):
+    """Integer inputs with many ties (and an all-equal image): PyTorch, the custom
+    rule and the twin route each window's gradient to the same element."""
+    x = np.random.default_rng(79).integers(0, 2, (2, 2, 7, 7)).astype(np.float64)
+    x[1, 1] = 1.0                                     # one image with every value tied
+    for pool, stride in [(2, 2), (3, 1), (3, 2)]:
+        t_x = torch.tensor(x, requires_grad=True)
+        t_out = torch.nn.functional.max_pool2d(t_x, kernel_size=pool, stride=stride)
+        g = np.random.default_rng(80).integers(1, 9, t_out.shape).astype(np.float64)
+        t_out.backward(torch.tensor(g))
+        for fn in (jc.max_pool2d, jc.reference.max_pool2d):
+            out, (dx,) = forward_and_vjp(lambda x: fn(x, pool=pool, stride=stride), (x,), g)
+            np.testing.assert_array_equal(out, t_out.detach().numpy())
+            np.testing.assert_array_equal(dx, t_x.grad.numpy())
