@@ -133,9 +133,17 @@ def _bench_conv(quick):
     return [Bench(f"conv depthwise x2 3x3 {impl}", (x, normal(2, 2 * c, 1, 3, 3), normal(3, 2 * c)),
                   dict(pad=1, groups=c, impl=impl)) for impl in IMPLS] + [
         Bench("conv dilated 2 grouped 4 3x3", (x, normal(4, c, c // 4, 3, 3), normal(5, c)),
-              dict(pad=2, dilation=2, groups=4)),
-        Bench("conv1d k5 s2", (normal(6, n, c, hw * hw), normal(7, c, c, 5), normal(8, c)),
-              dict(stride=2, pad=2))]
+              dict(pad=2, dilation=2, groups=4))]
+
+
+def _bench_fixed(name, quick):
+    """One case per rank-fixed op (the same kernels as conv/conv_transpose)."""
+    n, c, size = (4, 8, 8) if quick else (16, 16, 16)
+    nd = int(name[-2])
+    spatial = (size * size,) if nd == 1 else (size,) * nd
+    hyper = dict(stride=2, pad=1, **({"output_pad": 1} if "transpose" in name else {}))
+    return [Bench(f"{name} k3 s2", (normal(1, n, c, *spatial), normal(2, c, c, *(3,) * nd),
+                                     normal(3, c)), hyper)]
 
 
 def _bench_transpose(quick):
@@ -221,7 +229,8 @@ declare(_conv.conv, reference.conv, grads=("x", "w", "b"),
         invalid=_invalid_conv, same_forward=_same_forward(_conv._conv_primal, _conv.conv_config))
 for _nd, _op, _twin in ((1, _conv.conv1d, reference.conv1d), (3, _conv.conv3d, reference.conv3d)):
     declare(_op, _twin, grads=("x", "w", "b"), cases=lambda nd=_nd: _cases(CONV, 200, fixed_rank=nd),
-            torch=_torch_conv, invalid=_fixed_invalid(_op.__name__, _nd))
+            torch=_torch_conv, invalid=_fixed_invalid(_op.__name__, _nd),
+            bench=lambda quick, name=_op.__name__: _bench_fixed(name, quick))
 declare(_conv.conv_transpose, reference.conv_transpose, grads=("x", "w", "b"),
         cases=lambda: _cases(TRANSPOSE, 300), bench=_bench_transpose,
         torch=_torch_conv_transpose, invalid=_invalid_transpose,
@@ -231,4 +240,5 @@ for _nd, _op, _twin in ((1, _conv.conv_transpose1d, reference.conv_transpose1d),
                         (3, _conv.conv_transpose3d, reference.conv_transpose3d)):
     declare(_op, _twin, grads=("x", "w", "b"),
             cases=lambda nd=_nd: _cases(TRANSPOSE, 400, fixed_rank=nd),
-            torch=_torch_conv_transpose, invalid=_fixed_invalid(_op.__name__, _nd))
+            torch=_torch_conv_transpose, invalid=_fixed_invalid(_op.__name__, _nd),
+            bench=lambda quick, name=_op.__name__: _bench_fixed(name, quick))

@@ -22,8 +22,8 @@ op. Every ``_*_cases.py`` module of the package is found and imported by
         bench=lambda quick: [Bench("affine", (normal(1, 8, 64), normal(2, 64, 32),
                                               normal(3, 32)))],
         torch=lambda torch, x, w, b: x.reshape(x.shape[0], -1) @ w + b,
-        invalid=lambda: [Invalid("w-rank", (X, np.ones((3, 2, 1)), B), {}, ValueError,
-                                 r"affine: w must be 2-D")],
+        invalid=lambda: [Invalid("w-rank", (np.ones((4, 3)), np.ones((3, 2, 1)), np.ones(2)),
+                                 {}, ValueError, r"affine: w must be 2-D")],
     )
 
 The fields (see :class:`OpSpec`):
@@ -44,10 +44,12 @@ The fields (see :class:`OpSpec`):
 * ``bench(quick)``: the ``jaxconv bench`` cases, a list of :class:`Bench`
   (float arrays are cast to float32 there), small when ``quick``.
 * ``torch(torch, *args, **hyper)``: the same forward in PyTorch (``torch`` is
-  passed in, imported lazily: it is an optional extra); ``args`` are tensors for
-  the array arguments (``requires_grad`` for those in ``grads``) and the static
-  positionals as they are; it returns the op's output structure. The generic
-  test compares forward and gradients in float64. ``None`` needs ``torch_reason``.
+  passed in, imported lazily: it is an optional extra); ``args`` are what
+  :func:`torch_args` makes of the case's arguments (float tensors, ``requires_grad``
+  for those in ``grads``; labels as int64; static positionals as they are); it
+  returns the op's output structure, every output in jaxconv's convention. The
+  generic test compares forward and gradients in float64; the bench times it.
+  ``None`` needs ``torch_reason``.
 * ``invalid()``: :class:`Invalid` cases, bad arguments and the exception type and
   message regex expected from the op and its twin, eagerly and under ``jit``.
 * ``same_forward(args, hyper)``: for the bench, the custom op's own forward as
