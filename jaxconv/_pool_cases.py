@@ -69,11 +69,16 @@ GEOMETRIES = {
 }
 
 
+def case_name(layout, geometry):
+    """The name of the 2-D case of ``GEOMETRIES[geometry]`` in ``layout`` (tests look it up)."""
+    return f"{layout} {geometry}"
+
+
 def _2d_cases():
     out = []
     for k, (geometry, g) in enumerate(GEOMETRIES.items()):
         for last in (False, True):
-            out.append(layout_case(f"{'NHWC' if last else 'NCHW'} {geometry}", 10 + k, g["x"],
+            out.append(layout_case(case_name("NHWC" if last else "NCHW", geometry), 10 + k, g["x"],
                                    dict(pool=g["pool"], stride=g["stride"]), last=last,
                                    transforms=geometry == "overlap-3s2" and not last))
     out.append(layout_case("NHWC 3x3 s2 p1 ceil", 20, (1, 2, 6, 7),
