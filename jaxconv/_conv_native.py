@@ -7,7 +7,8 @@ convolutions (1-D runs as 2-D with a height of 1) in float32 and float64, both
 layouts, any stride, dilation, per-side padding and groups; conv and
 conv_transpose alike, to any order of reverse differentiation (the ops of
 ``_conv_impls`` differentiate each kernel into the other two). 3-D convolutions
-and other dtypes are an error with ``impl="native"``.
+are an error with ``impl="native"``; bfloat16/float16 run the float32 kernels
+(``impl="auto"`` leaves them to XLA).
 
 ``auto`` (the default): ``native`` where it covers the case and the extension is
 built, else ``xla``. The choice between the two is made per platform by
@@ -47,9 +48,6 @@ def resolve(op: str, impl: str, layout, dtype) -> str:
     if layout.ndim not in (1, 2):
         raise ValueError(f"{op}: impl='native' covers 1-D and 2-D convolutions, got a "
                          f"{layout.ndim}-D one (layout={layout.name!r}); use impl='auto' or 'xla'")
-    if not covers(layout, dtype):
-        raise TypeError(f"{op}: impl='native' runs float32 and float64, got {jnp.dtype(dtype)}; "
-                        "use impl='auto' or 'xla'")
     return impl
 
 
@@ -83,16 +81,30 @@ def _size2(c, sizes):
     return (1, *sizes) if c.window.ndim == 1 else tuple(sizes)
 
 
+def _in_float32(kernel):
+    """bfloat16/float16 operands run the float32 kernels, the result rounded back once
+    (as XLA:CPU computes a half-precision convolution)."""
+    @functools.wraps(kernel)
+    def run(c, a, b):
+        if any(a.dtype == d for d in DTYPES):
+            return kernel(c, a, b)
+        return kernel(c, a.astype(jnp.float32), b.astype(jnp.float32)).astype(a.dtype)
+    return run
+
+
+@_in_float32
 def forward(c, x, w):
     return _drop(c, _native.forward(_lift(c, x), _lift(c, w, True), **_geometry(c)))
 
 
+@_in_float32
 def input_grad(c, g, w):
     dx = _native.input_grad(_lift(c, g), _lift(c, w, True), x_hw=_size2(c, c.window.in_size),
                             **_geometry(c))
     return _drop(c, dx)
 
 
+@_in_float32
 def weight_grad(c, x, g):
     dw = _native.weight_grad(_lift(c, x), _lift(c, g), window=_size2(c, c.window.kernel),
                              **_geometry(c))

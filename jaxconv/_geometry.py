@@ -139,6 +139,8 @@ def per_dim(op: str, name: str, value, n: int, *, minimum: int,
     items = tuple(int(v) for v in items)
     if min(items) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}{context}")
+    if max(items) > MAX_SIZE:     # XLA indexes with 32 bits; 2**63 would overflow C longs
+        raise ValueError(f"{op}: {name} must be <= {MAX_SIZE}, got {value!r}{context}")
     return items
 
 

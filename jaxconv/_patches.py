@@ -120,7 +120,8 @@ def col2im(cols, x_shape, kh: int, kw: int, *, stride=1, pad=0, dilation=1):
     cols = _checks.array("col2im", "cols", cols, ndim=2)
     if tuple(cols.shape) != expected:
         raise ValueError(f"col2im: cols must have shape {expected} for x_shape={x_shape}, "
-                         f"kh={kh}, kw={kw}, got cols.shape={tuple(cols.shape)}")
+                         f"kh={kh}, kw={kw}, stride={stride}, pad={pad}, dilation={dilation}, "
+                         f"got cols.shape={tuple(cols.shape)}")
     pieces = cols.reshape(c, kh, kw, *win.out_size, n).transpose(1, 2, 5, 0, 3, 4)
     pieces = pieces.reshape(win.taps, n, c, *win.out_size)
     return pad_spatial(place_windows(pieces, win, _NCHW), unpad(win.pad), _NCHW)
@@ -129,5 +130,5 @@ def col2im(cols, x_shape, kh: int, kw: int, *, stride=1, pad=0, dilation=1):
 def _im2col_window(op, x_shape, kh, kw, stride, pad, dilation) -> Window:
     return _geometry.window(op, in_size=x_shape[2:], kernel=(kh, kw), stride=stride,
                             dilation=dilation, pad=pad, kernel_name="(kh, kw)",
-                            what="window", shapes=f"x.shape={tuple(x_shape)}",
+                            what="window (kh, kw) =", shapes=f"x.shape={tuple(x_shape)}",
                             outer=x_shape[0] * x_shape[1])

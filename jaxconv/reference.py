@@ -52,7 +52,7 @@ def _conv(x, w, b, pad, c):
     return _bias(out, b, c.layout)
 
 
-def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, impl="xla"):
+def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, impl="auto"):
     """Twin of :func:`jaxconv.conv`: ``lax.conv_general_dilated`` (``impl`` is
     validated, then ignored)."""
     x, w, b, c = conv_config(x, w, b, stride=stride, pad=pad, dilation=dilation, groups=groups,
@@ -88,7 +88,7 @@ def _conv_transpose(x, w, b, output_pad, c):
 
 
 def conv_transpose(x, w, b=None, *, stride=1, pad=0, output_pad=0, dilation=1, groups=1,
-                   layout=None, impl="xla"):
+                   layout=None, impl="auto"):
     """Twin of :func:`jaxconv.conv_transpose`."""
     x, w, b, c = conv_transpose_config(x, w, b, stride=stride, pad=pad, output_pad=output_pad,
                                        dilation=dilation, groups=groups, layout=layout,

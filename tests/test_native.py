@@ -261,12 +261,17 @@ def test_auto_is_native_in_cpu_compiles_and_xla_elsewhere(native):
         assert "convolution" in exported.mlir_module()
 
 
-def test_native_refuses_what_it_does_not_cover(native):
+def test_native_covers_1d_2d_and_half_precision_only_explicitly(native):
     with pytest.raises(ValueError, match=r"conv3d: impl='native' covers 1-D and 2-D"):
         jaxconv.conv3d(np.ones((1, 1, 3, 3, 3)), np.ones((1, 1, 2, 2, 2)), impl="native")
-    with pytest.raises(TypeError, match=r"conv2d: impl='native' runs float32 and float64, got bfloat16"):
-        jaxconv.conv2d(jnp.ones((1, 1, 3, 3), jnp.bfloat16), jnp.ones((1, 1, 2, 2), jnp.bfloat16),
-                       impl="native")
+    # bfloat16 with impl="native": the float32 kernels, rounded back once (vs XLA in float32)
+    xb = jnp.asarray(np.arange(9.0).reshape(1, 1, 3, 3) / 8, jnp.bfloat16)
+    wb = jnp.asarray([[[[0.5, -1.0], [0.25, 2.0]]]], jnp.bfloat16)
+    out = jaxconv.conv2d(xb, wb, impl="native")
+    expected = jaxconv.reference.conv2d(xb.astype(jnp.float32), wb.astype(jnp.float32))
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(out, np.float32),
+                                  np.asarray(expected.astype(jnp.bfloat16), np.float32))
     lowered = jax.jit(lambda x, w: jaxconv.conv2d(x, w)).lower(
         jnp.ones((1, 1, 3, 3), jnp.bfloat16), jnp.ones((1, 1, 2, 2), jnp.bfloat16))
     assert "jaxconv_conv" not in lowered.as_text()       # auto: XLA for bfloat16
