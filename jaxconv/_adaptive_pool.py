@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconv import _geometry
+from jaxconv._conv import FIXED_LAYOUTS, named
 from jaxconv._geometry import Layout
 from jaxconv._norm import accumulation_dtype
 from jaxconv._pool import pool_input, winner_dtype
@@ -258,31 +259,20 @@ def adaptive_max_pool(x, out_size, *, layout=None):
     return _adaptive("max", "adaptive_max_pool", None, x, out_size, layout)
 
 
-def adaptive_avg_pool1d(x, out_size, *, layout="NCW"):
-    """:func:`adaptive_avg_pool` of ``(N, C, W)`` (or ``layout="NWC"``)."""
-    return _adaptive("avg", "adaptive_avg_pool1d", 1, x, out_size, layout)
+def fixed_adaptive(kind: str, ndim: int, default_layout: str, run, doc: str):
+    """``adaptive_{kind}_pool{ndim}d``: ``run(kind, op, ndim, x, out_size, layout)`` with
+    the rank fixed (the op here, the autodiff twin in ``_reference_pool``)."""
+    name = f"adaptive_{kind}_pool{ndim}d"
+
+    def op(x, out_size, *, layout=default_layout):
+        return run(kind, name, ndim, x, out_size, layout)
+    return named(op, name, doc.format(name=name, kind=kind, ndim=ndim, rank=ndim + 2,
+                                      layouts=_geometry.LAYOUTS[ndim], layout=default_layout))
 
 
-def adaptive_avg_pool2d(x, out_size, *, layout="NCHW"):
-    """:func:`adaptive_avg_pool` of ``(N, C, H, W)`` (or ``layout="NHWC"``)."""
-    return _adaptive("avg", "adaptive_avg_pool2d", 2, x, out_size, layout)
-
-
-def adaptive_avg_pool3d(x, out_size, *, layout="NCDHW"):
-    """:func:`adaptive_avg_pool` of ``(N, C, D, H, W)`` (or ``layout="NDHWC"``)."""
-    return _adaptive("avg", "adaptive_avg_pool3d", 3, x, out_size, layout)
-
-
-def adaptive_max_pool1d(x, out_size, *, layout="NCW"):
-    """:func:`adaptive_max_pool` of ``(N, C, W)`` (or ``layout="NWC"``)."""
-    return _adaptive("max", "adaptive_max_pool1d", 1, x, out_size, layout)
-
-
-def adaptive_max_pool2d(x, out_size, *, layout="NCHW"):
-    """:func:`adaptive_max_pool` of ``(N, C, H, W)`` (or ``layout="NHWC"``)."""
-    return _adaptive("max", "adaptive_max_pool2d", 2, x, out_size, layout)
-
-
-def adaptive_max_pool3d(x, out_size, *, layout="NCDHW"):
-    """:func:`adaptive_max_pool` of ``(N, C, D, H, W)`` (or ``layout="NDHWC"``)."""
-    return _adaptive("max", "adaptive_max_pool3d", 3, x, out_size, layout)
+_DOC = ("{ndim}-D :func:`adaptive_{kind}_pool`: x must be {rank}-D, layout one of {layouts} "
+        "(default {layout!r}).")
+adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d = (
+    fixed_adaptive("avg", n, layout, _adaptive, _DOC) for n, layout in FIXED_LAYOUTS)
+adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d = (
+    fixed_adaptive("max", n, layout, _adaptive, _DOC) for n, layout in FIXED_LAYOUTS)

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv._adaptive_pool import adaptive_config
+from jaxconv._adaptive_pool import adaptive_config, fixed_adaptive
+from jaxconv._conv import FIXED_LAYOUTS
 from jaxconv._norm import accumulation_dtype
 from jaxconv._pool import pool_config
 
@@ -141,36 +142,13 @@ def adaptive_avg_pool(x, out_size, *, layout=None):
     return _adaptive("avg", "adaptive_avg_pool", None, x, out_size, layout)
 
 
-def adaptive_avg_pool1d(x, out_size, *, layout="NCW"):
-    """Twin of :func:`jaxconv.adaptive_avg_pool1d`."""
-    return _adaptive("avg", "adaptive_avg_pool1d", 1, x, out_size, layout)
-
-
-def adaptive_avg_pool2d(x, out_size, *, layout="NCHW"):
-    """Twin of :func:`jaxconv.adaptive_avg_pool2d`."""
-    return _adaptive("avg", "adaptive_avg_pool2d", 2, x, out_size, layout)
-
-
-def adaptive_avg_pool3d(x, out_size, *, layout="NCDHW"):
-    """Twin of :func:`jaxconv.adaptive_avg_pool3d`."""
-    return _adaptive("avg", "adaptive_avg_pool3d", 3, x, out_size, layout)
-
-
 def adaptive_max_pool(x, out_size, *, layout=None):
     """Twin of :func:`jaxconv.adaptive_max_pool`."""
     return _adaptive("max", "adaptive_max_pool", None, x, out_size, layout)
 
 
-def adaptive_max_pool1d(x, out_size, *, layout="NCW"):
-    """Twin of :func:`jaxconv.adaptive_max_pool1d`."""
-    return _adaptive("max", "adaptive_max_pool1d", 1, x, out_size, layout)
-
-
-def adaptive_max_pool2d(x, out_size, *, layout="NCHW"):
-    """Twin of :func:`jaxconv.adaptive_max_pool2d`."""
-    return _adaptive("max", "adaptive_max_pool2d", 2, x, out_size, layout)
-
-
-def adaptive_max_pool3d(x, out_size, *, layout="NCDHW"):
-    """Twin of :func:`jaxconv.adaptive_max_pool3d`."""
-    return _adaptive("max", "adaptive_max_pool3d", 3, x, out_size, layout)
+_TWIN_DOC = "Twin of :func:`jaxconv.{name}`."
+adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d = (
+    fixed_adaptive("avg", n, layout, _adaptive, _TWIN_DOC) for n, layout in FIXED_LAYOUTS)
+adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d = (
+    fixed_adaptive("max", n, layout, _adaptive, _TWIN_DOC) for n, layout in FIXED_LAYOUTS)
