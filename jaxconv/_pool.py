@@ -119,7 +119,16 @@ def _max_scan(c: PoolConfig, x):
         take = (value > best) | jnp.isnan(value)
         best = jnp.where(take, value, best)
         winner = jnp.where(take, jnp.asarray(tap, dtype), winner)
-    return best, winner
+    return best, _materialized(winner)
+
+
+def _materialized(a):
+    """``a``, computed once. XLA copies cheap elementwise producers (the scan above)
+    into each consumer; the backward reads every winner once per tap of dx, so the
+    scan would be redone for each (16 vs 3 ms for bias + relu + 2x2 pool fwd + bwd
+    on 64x32x32x32, one core). A reduction is never copied into its consumers: a
+    max over a pair ``(a, 0)`` of unsigned or non-negative offsets is ``a``."""
+    return jnp.max(jnp.stack([a, jnp.zeros_like(a)]), axis=0)
 
 
 def _max_primal(c: PoolConfig, x):
@@ -127,6 +136,40 @@ def _max_primal(c: PoolConfig, x):
 
 
 def _max_bwd(c: PoolConfig, winner, g):
+    w = c.window
+    if all((k - 1) * d < s for k, s, d in zip(w.kernel, w.stride, w.dilation)):
+        return (_disjoint_bwd(c, winner, g),)
+    return (_overlapping_bwd(c, winner, g),)
+
+
+def _disjoint_bwd(c: PoolConfig, winner, g):
+    """Windows that do not overlap (``(K - 1) d < s`` in every dim, as the usual 2x2
+    stride-2 pool): each output's stride block ``s`` of the padded input gets ``g``
+    where its tap is the winner, one elementwise pass, then the blocks are cropped to
+    x (1.4 vs 3.6 ms for the scatter on 64x32x32x32, one core).
+
+    Block position ``p`` in ``[0, s)`` of a dim is tap ``p / d`` when ``d`` divides
+    ``p`` and ``p / d < K``; the tap index is row-major over the kernel."""
+    w, lay = c.window, c.layout
+    expand = lambda a: jnp.expand_dims(a, [axis + i + 1 for i, axis in enumerate(lay.spatial_axes)])
+    tap, valid, blocks = 0, True, list(expand(g).shape)
+    for i, (axis, k, s, d) in enumerate(zip(lay.spatial_axes, w.kernel, w.stride, w.dilation)):
+        shape = [1] * len(blocks)
+        shape[axis + i + 1] = blocks[axis + i + 1] = s
+        pos = np.arange(s).reshape(shape)
+        valid = valid & (pos % d == 0) & (pos // d < k)
+        tap = tap * k + pos // d
+    take = valid & (expand(winner).astype(jnp.int32) == jnp.asarray(tap, jnp.int32))
+    dblocks = jnp.where(take, expand(g), jnp.zeros((), g.dtype))
+    shape = list(g.shape)
+    for axis, o, s in zip(lay.spatial_axes, w.out_size, w.stride):
+        shape[axis] = o * s
+    covered = [o * s for o, s in zip(w.out_size, w.stride)]
+    crop = tuple((-lo, n + lo - m) for (lo, _), n, m in zip(w.pad, w.in_size, covered))
+    return pad_spatial(dblocks.reshape(shape), crop, lay)
+
+
+def _overlapping_bwd(c: PoolConfig, winner, g):
     """One scatter-add of each window's gradient onto its winner's input element.
 
     (Not ``place_windows``: its K shifted copies each read the winner array, and XLA
@@ -142,7 +185,7 @@ def _max_bwd(c: PoolConfig, winner, g):
         position = position + row * math.prod(w.in_size[dim + 1:])
     size = math.prod(w.in_size)
     position = jnp.where(inside, position, size)   # a window of padding only: dropped
-    return (_scatter_add(lay, position, g, size).reshape(_x_shape(lay, w, g.shape)),)
+    return _scatter_add(lay, position, g, size).reshape(_x_shape(lay, w, g.shape))
 
 
 def _x_shape(lay: Layout, w: Window, out_shape) -> tuple[int, ...]:
