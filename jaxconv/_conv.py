@@ -27,11 +27,16 @@ config of the convolution from conv_transpose's output back to its input
 from __future__ import annotations
 
 import dataclasses
+import math
+
+import jax.numpy as jnp
+from jax import lax
 
 from jaxconv import _checks, _conv_native, _geometry
 from jaxconv._conv_impls import (KERNELS, forward, forward_op, input_grad, input_grad_op,
                                  weight_grad_op)
 from jaxconv._geometry import Layout, Window
+from jaxconv._norm import accumulation_dtype
 from jaxconv._vjp import custom_vjp_op
 
 IMPLS = tuple(KERNELS)          # at import; validation reads KERNELS, where an impl registers
@@ -112,7 +117,17 @@ def _add_bias(out, b, layout: Layout):
 
 
 def _bias_grad(g, layout: Layout):
-    return g.sum(axis=tuple(a for a in range(g.ndim) if a != layout.channel_axis))
+    """``sum_{n, o} g``. Channels first, each (n, c) row of pixels is summed by a
+    matrix-vector product: XLA:CPU merges chained sums into one reduction over
+    (N, H, W) and runs that as a slow windowed reduction (1.9 vs 0.5 ms on
+    64x32x32x32, one core). The product accumulates in float32 or wider."""
+    if not layout.channels_first:
+        return g.sum(axis=tuple(range(g.ndim - 1)))
+    rows = g.reshape(g.shape[:2] + (math.prod(g.shape[2:]),))
+    sums = jnp.einsum("ncp,p->nc", rows, jnp.ones(rows.shape[2], g.dtype),
+                      precision=lax.Precision.HIGHEST,
+                      preferred_element_type=accumulation_dtype(g.dtype))
+    return sums.sum(axis=0).astype(g.dtype)
 
 
 # --- the two ops: a bilinear kernel plus a bias ----------------------------------------
