@@ -14,9 +14,10 @@ NCHW runs direct kernels over column-shifted copies of each image (register
 tiles of vector accumulators, no im2col, no packing); NHWC, and the dx of NCHW
 convolutions with few channels per group, an im2col tile + GEMM. Both come as
 AVX-512 / AVX2 / SSE2 code chosen at run time from the CPU's flags (no BLAS
-dependency) and are split over XLA's intra-op thread pool. Leading batch dimensions are handled in the kernel, so ``vmap``
-works (``vmap_method="expand_dims"``). The three kernels are closed under
-reverse differentiation (each one's transposes are the other two), which is
+dependency) and are split over XLA's intra-op thread pool. Leading batch
+dimensions are handled in the kernel, so ``vmap`` works
+(``vmap_method="expand_dims"``). The three kernels are closed under reverse
+differentiation (each one's transposes are the other two), which is
 what ``jaxconv``'s conv ops build on; on their own they are plain FFI calls with
 no derivative rules.
 

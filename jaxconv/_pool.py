@@ -161,12 +161,9 @@ def _disjoint_bwd(c: PoolConfig, winner, g):
         tap = tap * k + pos // d
     take = valid & (expand(winner).astype(jnp.int32) == jnp.asarray(tap, jnp.int32))
     dblocks = jnp.where(take, expand(g), jnp.zeros((), g.dtype))
-    shape = list(g.shape)
-    for axis, o, s in zip(lay.spatial_axes, w.out_size, w.stride):
-        shape[axis] = o * s
-    covered = [o * s for o, s in zip(w.out_size, w.stride)]
+    covered = [o * s for o, s in zip(w.out_size, w.stride)]   # padded rows the blocks span
     crop = tuple((-lo, n + lo - m) for (lo, _), n, m in zip(w.pad, w.in_size, covered))
-    return pad_spatial(dblocks.reshape(shape), crop, lay)
+    return pad_spatial(dblocks.reshape(_x_shape(lay, w, g.shape, covered)), crop, lay)
 
 
 def _overlapping_bwd(c: PoolConfig, winner, g):
@@ -188,9 +185,10 @@ def _overlapping_bwd(c: PoolConfig, winner, g):
     return _scatter_add(lay, position, g, size).reshape(_x_shape(lay, w, g.shape))
 
 
-def _x_shape(lay: Layout, w: Window, out_shape) -> tuple[int, ...]:
+def _x_shape(lay: Layout, w: Window, out_shape, sizes=None) -> tuple[int, ...]:
+    """out_shape with its spatial sizes replaced (by x's, unless ``sizes``)."""
     shape = list(out_shape)
-    for axis, n in zip(lay.spatial_axes, w.in_size):
+    for axis, n in zip(lay.spatial_axes, w.in_size if sizes is None else sizes):
         shape[axis] = n
     return tuple(shape)
 
