@@ -45,6 +45,7 @@ def resolve(op: str, impl: str, layout, dtype) -> str:
     if impl != "native":
         return impl
     _native.require(op)
+    _native.require_cpu(op)
     if layout.ndim not in (1, 2):
         raise ValueError(f"{op}: impl='native' covers 1-D and 2-D convolutions, got a "
                          f"{layout.ndim}-D one (layout={layout.name!r}); use impl='auto' or 'xla'")

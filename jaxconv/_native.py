@@ -83,6 +83,18 @@ def require(op: str) -> None:
                            "run without it.")
 
 
+def require_cpu(op: str) -> None:
+    """Raise a clear error when ``impl="native"`` is traced for a GPU or TPU: the
+    kernels are registered for XLA:CPU only (``impl="auto"`` picks per platform)."""
+    device = jax.config.jax_default_device
+    platform = getattr(device, "platform", device) or jax.default_backend()
+    if platform != "cpu":
+        raise ValueError(f"{op}: impl='native' runs jaxconv's CPU kernels, but this "
+                         f"computation goes to the {platform!r} backend; use impl='auto' "
+                         "(native on the CPU, XLA's convolution on a GPU or TPU) or 'xla', or "
+                         "trace it under jax.default_device(jax.devices('cpu')[0])")
+
+
 def _call(kernel: str, shape, dtype, a, b, *, stride, dilation, padding, groups, layout):
     require(f"jaxconv native {kernel}")
     (ph_lo, ph_hi), (pw_lo, pw_hi) = padding

@@ -251,8 +251,8 @@ def legacy_key(seed: int) -> np.ndarray:
 
 # --- the PyTorch oracles' calling convention ----------------------------------------------
 
-def torch_args(torch, spec: OpSpec, args) -> list:
-    """``args`` for ``spec.torch``: float arrays as tensors of their dtype
+def torch_args(torch, spec: OpSpec, args, device: str = "cpu") -> list:
+    """``args`` for ``spec.torch``: float arrays as tensors of their dtype on ``device``
     (``requires_grad`` for the arguments that get gradients), integer arrays (labels)
     as int64 tensors, the rest (None, static positionals) as they are."""
     out = list(args)
@@ -261,9 +261,9 @@ def torch_args(torch, spec: OpSpec, args) -> list:
             continue
         a = np.array(args[i])                      # a writable copy, as torch wants
         if np.issubdtype(a.dtype, np.floating):
-            out[i] = torch.tensor(a, requires_grad=name in spec.grads)
+            out[i] = torch.tensor(a, requires_grad=name in spec.grads, device=device)
         else:
-            out[i] = torch.as_tensor(a).long()
+            out[i] = torch.as_tensor(a, device=device).long()
     return out
 
 

@@ -8,7 +8,8 @@ cotangent, all arrays passed as arguments so nothing constant-folds) for:
 * ``same_fwd``: for the im2col/naive convs and the pools, ``jax.vjp`` of the very
   forward code the custom op runs (the hand rule removed): the fair measure of
   what the hand-derived backward itself gains over autodiff;
-* ``torch``: PyTorch's CPU forward + ``backward`` of the same op, when installed.
+* ``torch``: PyTorch's forward + ``backward`` of the same op, when installed: on the
+  CPU, or on the GPU (CUDA-synchronized) when JAX runs on one and PyTorch sees it.
 
 and one whole training step of ThreeLayerConvNet (forward, backward, adam update)
 on the custom ops, on the reference twins and in PyTorch.
@@ -47,9 +48,12 @@ from jaxconv._registry import fix_others, torch_args
 
 
 def cases(quick: bool) -> list:
-    """``(OpSpec, Bench)`` for every bench case of every registered op."""
+    """``(OpSpec, Bench)`` for every bench case of every registered op (the
+    ``impl="native"`` ones only when JAX computes on the CPU: they are CPU kernels)."""
     from jaxconv import _registry
-    return [(spec, case) for spec in _registry.ops().values() for case in spec.bench(quick)]
+    on_cpu = jax.default_backend() == "cpu"
+    return [(spec, case) for spec in _registry.ops().values() for case in spec.bench(quick)
+            if on_cpu or case.hyper.get("impl") != "native"]
 
 
 def _float32(a):
@@ -83,14 +87,33 @@ def _time_once(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def torch_device(torch) -> str:
+    """Where PyTorch's side runs: the GPU when JAX's default device is one and this
+    PyTorch build sees a CUDA device, else the CPU."""
+    on_gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    return "cuda" if on_gpu else "cpu"
+
+
+def _synchronized(torch, device: str, step):
+    """``step`` that returns only when the device has finished it (CUDA runs async)."""
+    if device == "cpu":
+        return step
+
+    def synchronized_step():
+        step()
+        torch.cuda.synchronize()
+    return synchronized_step
+
+
 def _torch_variant(torch, spec, case, args):
     """PyTorch's forward + backward of the op's oracle, on the same float32 values."""
-    t_args = torch_args(torch, spec, args)
+    device = torch_device(torch)
+    t_args = torch_args(torch, spec, args, device)
     diff = [t for t in t_args if getattr(t, "requires_grad", False)]
     with torch.no_grad():
         shapes = [o.shape for o in _outputs(spec.torch(torch, *t_args, **case.hyper))]
     rng = np.random.default_rng(0)
-    grads = {k: torch.tensor(rng.standard_normal(shape).astype(np.float32))
+    grads = {k: torch.tensor(rng.standard_normal(shape).astype(np.float32), device=device)
              for k, shape in enumerate(shapes) if k not in spec.no_grad_outputs}
 
     def torch_step():
@@ -98,7 +121,7 @@ def _torch_variant(torch, spec, case, args):
             t.grad = None
         outs = _outputs(spec.torch(torch, *t_args, **case.hyper))
         torch.autograd.backward([outs[k] for k in grads], list(grads.values()))
-    return torch_step
+    return _synchronized(torch, device, torch_step)
 
 
 def _outputs(out):
@@ -203,18 +226,19 @@ def run_train_step(quick: bool, repeats: int, torch=None) -> dict:
 
 def torch_convnet_step(torch, X, y, f, k, hidden):
     """One adam step of ThreeLayerConvNet's network in PyTorch (float32) on (X, y)."""
-    nn, (c, hw) = torch.nn, X.shape[1:3]
+    nn, (c, hw), device = torch.nn, X.shape[1:3], torch_device(torch)
     net = nn.Sequential(nn.Conv2d(c, f, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Flatten(), nn.Linear(f * (hw // 2) ** 2, hidden), nn.ReLU(),
-                        nn.Linear(hidden, 10)).to(torch.float32)
+                        nn.Linear(hidden, 10)).to(torch.float32).to(device)
     t_opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    t_X, t_y = torch.tensor(np.asarray(X)), torch.tensor(np.asarray(y), dtype=torch.long)
+    t_X = torch.tensor(np.asarray(X), device=device)
+    t_y = torch.tensor(np.asarray(y), dtype=torch.long, device=device)
 
     def torch_step():
         t_opt.zero_grad()
         nn.functional.cross_entropy(net(t_X), t_y).backward()
         t_opt.step()
-    return torch_step
+    return _synchronized(torch, device, torch_step)
 
 
 def device_description() -> str:
@@ -288,8 +312,8 @@ def benchmark(quick: bool = False, repeats: int | None = None,
         rows.append(run_train_step(quick, repeats, torch))
         return {"device": device_description(),
                 "cpus": sorted(os.sched_getaffinity(0)), "pinned": cpus is not None,
-                "torch": None if torch is None else f"{torch.__version__}, "
-                                                    f"{torch.get_num_threads()} threads",
+                "torch": None if torch is None else f"{torch.__version__} on "
+                f"{torch_device(torch)}, {torch.get_num_threads()} threads",
                 "repeats": repeats, "rows": rows}
 
 

@@ -11,6 +11,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxconv import _registry
 from jaxconv.gradcheck import numerical_grad
+from _util import on_cpu
 
 
 def params(*, transforms=False, torch=False):
@@ -78,17 +79,19 @@ _TWIN_RESULTS = {}
 
 @functools.lru_cache(maxsize=None)
 def results(name, case_name):
-    """Forward outputs and gradients (of the arrays in ``diff``) of the custom op and
-    of the twin for one cotangent ``g``, and the twin's centered-difference VJP."""
+    """Forward outputs and gradients (of the arrays in ``diff``) of the custom op (on
+    the default device) and of the twin for one cotangent ``g``, and the twin's
+    centered-difference VJP (the oracles on the CPU: :func:`on_cpu`)."""
     spec, c, custom, twin, arrays, diff = bound(name, case_name)
     g = cotangent(spec, jax.eval_shape(twin, *arrays))
     out, grads = _forward_and_vjp(custom, arrays, diff, g)
     key = _fingerprint(name, c)
     if key not in _TWIN_RESULTS:
-        out_t, grads_t = _forward_and_vjp(twin, arrays, diff, g)
-        flat, unravel = ravel_pytree([arrays[i] for i in diff])
-        twin_of_diff = _registry.fix_others(twin, arrays, diff)
-        num = unravel(numerical_grad(lambda p: pairing(twin_of_diff(*unravel(p)), g), flat))
+        with on_cpu():
+            out_t, grads_t = _forward_and_vjp(twin, arrays, diff, g)
+            flat, unravel = ravel_pytree([arrays[i] for i in diff])
+            twin_of_diff = _registry.fix_others(twin, arrays, diff)
+            num = unravel(numerical_grad(lambda p: pairing(twin_of_diff(*unravel(p)), g), flat))
         _TWIN_RESULTS[key] = out_t, grads_t, num
     out_t, grads_t, num = _TWIN_RESULTS[key]
     return dict(g=g, out=out, grads=grads, out_twin=out_t, grads_twin=grads_t, numerical=num)

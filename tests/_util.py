@@ -4,6 +4,14 @@ import jax
 import numpy as np
 
 
+def on_cpu():
+    """Compute an oracle (a twin's autodiff, numerical differences) on the CPU, on any
+    machine: on a GPU, XLA takes some float64 twin derivatives at reduced precision
+    (JAX's select_and_gather_add packs two float64s into 64 bits there) and cuDNN
+    rejects some grouped 3-D transposed convolutions of a twin's second derivative."""
+    return jax.default_device(jax.devices("cpu")[0])
+
+
 def randn(seed, *shape):
     return np.random.default_rng(seed).standard_normal(shape)
 

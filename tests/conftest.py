@@ -20,6 +20,17 @@ def torch():
     return torch_module
 
 
+@pytest.fixture(autouse=True)
+def _native_kernels_run_on_the_cpu(request):
+    """The native kernels are XLA:CPU kernels: their tests (tests/test_native.py and the
+    registry's impl="native" cases) run on the CPU device, on a GPU machine too."""
+    if request.node.path.name == "test_native.py" or "native" in request.node.name:
+        with jax.default_device(jax.devices("cpu")[0]):
+            yield
+    else:
+        yield
+
+
 @pytest.fixture(scope="session")
 def native():
     """jaxconv's native kernels; CI (JAXCONV_REQUIRE_NATIVE=1) fails if they are not built."""

@@ -179,5 +179,7 @@ def test_scaling(out):
     assert [(v["devices"], v["processes"]) for v in res.values()] == [(1, 1), (2, 1), (2, 2)]
     for name, v in res.items():  # data parallel: the same parameters as one device
         assert v["max_param_diff_vs_1_device"] < 1e-5, name
-    assert res["2 processes x 1 device"]["max_param_diff_between_processes"] == 0.0
+    # the replicas agree to float32 rounding: 0 here (AMD EPYC, jax 0.10), one float32 ulp
+    # (1.2e-10) once on a 16-core Intel Xeon with jax 0.11.2
+    assert res["2 processes x 1 device"]["max_param_diff_between_processes"] < 1e-8
     assert _series(r, "scaling", "time")["wall ms"]["x"] == list(res)

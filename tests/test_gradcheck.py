@@ -209,7 +209,9 @@ def test_compare_does_not_cry_wolf_on_zero_gradient_entries(op, args, hyper):
     report = compare(op, *args, h=h, **hyper)
     for errors in report.values():
         assert errors["autodiff"] <= tol_auto and errors["numerical"] <= tol_num, report
-    if op == "svm_loss":   # CS231n's element-wise measure raised the false alarm here
+    # CS231n's element-wise measure raised the false alarm here, with XLA:CPU's rounding
+    # (on an H200 the centred differences of the inactive margins cancelled exactly)
+    if op == "svm_loss" and jax.default_backend() == "cpu":
         assert report["scores"]["numerical_rel_error"] > tol_num
 
 

@@ -144,7 +144,7 @@ def test_lower_instruction_sets_match_xla(native, isa):
     """The AVX2 and baseline kernels (forced; the machine may have AVX-512) agree too."""
     import json
     script = _ISA_SCRIPT.format(tests=os.path.dirname(__file__))
-    env = dict(os.environ, JAXCONV_NATIVE_ISA=isa)
+    env = dict(os.environ, JAXCONV_NATIVE_ISA=isa, JAX_PLATFORMS="cpu")   # CPU kernels
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -177,7 +177,8 @@ def test_without_the_extension_native_is_a_clear_error_and_auto_is_xla():
         else:
             raise SystemExit("no error")
     """)
-    env = dict(os.environ, JAXCONV_NATIVE_LIB=os.path.join(os.sep, "nonexistent", "lib.so"))
+    env = dict(os.environ, JAXCONV_NATIVE_LIB=os.path.join(os.sep, "nonexistent", "lib.so"),
+               JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -259,6 +260,20 @@ def test_auto_is_native_in_cpu_compiles_and_xla_elsewhere(native):
         exported = jax.export.export(step, platforms=[platform])(x, w)
         assert "jaxconv_conv" not in exported.mlir_module()
         assert "convolution" in exported.mlir_module()
+
+
+def test_native_traced_for_a_gpu_is_a_clear_error(native, monkeypatch):
+    """On a GPU machine (default backend "gpu", no CPU default device) impl="native"
+    is a trace-time ValueError, not XLA's "no FFI handler" at run time; auto is XLA."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    x, w = np.ones((1, 2, 6, 6), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    with jax.default_device(None):
+        with pytest.raises(ValueError, match=r"conv2d: impl='native' runs jaxconv's CPU "
+                                             r"kernels, but this computation goes to the "
+                                             r"'gpu' backend; use impl='auto'"):
+            jax.jit(lambda x, w: jaxconv.conv2d(x, w, impl="native")).lower(x, w)
+        jax.jit(lambda x, w: jaxconv.conv2d(x, w, impl="auto")).lower(x, w)
+    jax.jit(lambda x, w: jaxconv.conv2d(x, w, impl="native")).lower(x, w)   # fixture: CPU
 
 
 def test_native_covers_1d_2d_and_half_precision_only_explicitly(native):
