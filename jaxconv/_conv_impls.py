@@ -28,6 +28,7 @@ impl (e.g. native kernels) registers one in :data:`KERNELS`.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax.numpy as jnp
@@ -91,24 +92,43 @@ def _xla_weight_grad(c, x, g):
     With groups, XLA's own transpose rule makes the groups batch groups of x's
     channels (``batch_group_count``), which XLA:CPU runs ~70-170x slower than the
     same sums as feature groups (depthwise 3x3, 8x16x16x16: 87 ms vs 0.5 ms; 32x32x32x32:
-    5.7 s vs 84 ms, one core): so x is regrouped, its channels ``(G, C // G)`` split
-    and ``C // G`` made the batch, ``(G, N)`` the features (one transpose of x), and
-    the groups become feature groups.
+    5.7 s vs 84 ms, one core): so on the CPU x is regrouped, its channels ``(G, C // G)``
+    split and ``C // G`` made the batch, ``(G, N)`` the features (one transpose of x),
+    and the groups become feature groups. cuDNN is the other way round (on an H200 the
+    regrouped form made a depthwise layer's forward+backward 3.2x slower than autodiff's:
+    experiments/results/gpu_h200.md), so GPUs and TPUs get the batch groups.
     """
+    if c.groups == 1:
+        return _weight_grad_batch_groups(c, x, g)
+    return lax.platform_dependent(x, g, cpu=functools.partial(_weight_grad_regrouped, c),
+                                  default=functools.partial(_weight_grad_batch_groups, c))
+
+
+def _weight_grad_batch_groups(c, x, g):
+    """XLA's own form: x's batch and channels swapped, the groups batch groups."""
     lay, win = c.layout, c.window
     lhs, rhs, out = lay.dimension_numbers
-    pads = [(lo, hi - r) for (lo, hi), r in zip(win.pad, win.remainder)]
-    if c.groups == 1:
-        return lax.conv_general_dilated(
-            x, g, win.dilation, pads, rhs_dilation=win.stride,
-            dimension_numbers=lax.ConvDimensionNumbers(_swap(lhs), _swap(out), _swap(rhs)))
+    return lax.conv_general_dilated(
+        x, g, win.dilation, _weight_grad_pads(win), rhs_dilation=win.stride,
+        dimension_numbers=lax.ConvDimensionNumbers(_swap(lhs), _swap(out), _swap(rhs)),
+        batch_group_count=c.groups)
+
+
+def _weight_grad_regrouped(c, x, g):
+    """The groups as feature groups over x regrouped to ``(C // G, G * N, *I)``."""
+    lay, win = c.layout, c.window
+    _, rhs, out = lay.dimension_numbers
     xt = jnp.moveaxis(x, lay.channel_axis, 0)                       # (C, N, *I)
     xt = xt.reshape(c.groups, -1, *xt.shape[1:]).swapaxes(0, 1)     # (C // G, G, N, *I)
     xt = xt.reshape(xt.shape[0], -1, *xt.shape[3:])                 # (C // G, G * N, *I)
     return lax.conv_general_dilated(
-        xt, g, win.dilation, pads, rhs_dilation=win.stride,
+        xt, g, win.dilation, _weight_grad_pads(win), rhs_dilation=win.stride,
         dimension_numbers=lax.ConvDimensionNumbers(tuple(range(x.ndim)), _swap(out), _swap(rhs)),
         feature_group_count=c.groups)
+
+
+def _weight_grad_pads(win):
+    return [(lo, hi - r) for (lo, hi), r in zip(win.pad, win.remainder)]
 
 
 # --- einsum subscripts shared by im2col and naive ------------------------------------

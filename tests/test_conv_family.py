@@ -240,3 +240,29 @@ def test_zero_size(impl, channels_last):
     out, dx, dw, db, g = run(jc.conv_transpose, randn(17, 2, 3, 4, 4), np.zeros((3, 0, 3, 3)),
                              None)
     assert out.shape == (2, 0, 6, 6) and not np.any(dx) and dw.shape == (3, 0, 3, 3)
+
+
+# --- the grouped weight gradient's two forms (CPU: feature groups; GPU/TPU: batch groups)
+
+@pytest.mark.parametrize("layout, hyper", [
+    ("NCHW", dict(stride=2, pad=((1, 0), (2, 1)), dilation=(1, 2), groups=3)),
+    ("NHWC", dict(stride=(1, 2), pad=1, groups=6)),
+    ("NCDHW", dict(stride=2, pad=1, dilation=2, groups=2)),
+])
+def test_grouped_weight_grad_forms_equal_the_twin(layout, hyper):
+    """The regrouped form the CPU runs and the batch-group form GPUs/TPUs run (only
+    reachable here by calling it) both equal autodiff of the twin in float64."""
+    from jaxconv._conv import conv_config
+    nd = len(layout) - 2
+    channels_first = layout[1] == "C"
+    x = randn(21, 2, 6, *(9,) * nd) if channels_first else randn(21, 2, *(9,) * nd, 6)
+    fg, cg = 12, 6 // hyper["groups"]
+    w = randn(22, fg, cg, *(3,) * nd) if channels_first else randn(22, *(3,) * nd, cg, fg)
+    _, _, _, c = conv_config(x, w, None, layout=layout, impl="xla", ndim=nd, **hyper)
+    twin = lambda w: jc.reference.conv(x, w, layout=layout, **hyper)
+    out, pull = jax.vjp(twin, w)
+    g = randn(23, *out.shape)
+    want = pull(g)[0]
+    for form in (_conv_impls._weight_grad_regrouped, _conv_impls._weight_grad_batch_groups):
+        got = form(c, jnp.asarray(x), jnp.asarray(g))
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=form.__name__)
