@@ -103,6 +103,14 @@ def _scatter(y, axis: int, dim: AdaptiveDim):
     return y.reshape(y.shape[:axis] + (dim.size,) + y.shape[axis + 2:])
 
 
+def _x_shape(c: AdaptiveConfig, g) -> list[int]:
+    """The input's shape, from an output-shaped ``g`` (vmap-safe)."""
+    shape = list(g.shape)
+    for axis, dim in zip(c.layout.spatial_axes, c.dims):
+        shape[axis] = dim.size
+    return shape
+
+
 # --- adaptive average pool ------------------------------------------------------------
 
 def _averaging_matrix(dim: AdaptiveDim) -> np.ndarray:
@@ -204,6 +212,8 @@ def _avg_bwd(c: AdaptiveConfig, _, g):
             share = jnp.broadcast_to(share, dx.shape[:axis + 1] + (dim.taps,) + dx.shape[axis + 1:])
             dx = _scatter(share, axis, dim)
         return (dx,)
+    if all(d.out == 1 for d in c.dims):   # global: every row gets g / I (a broadcast)
+        return (jnp.broadcast_to(dx / math.prod(d.size for d in c.dims), _x_shape(c, g)),)
     plan = _avg_plan(c)
     if plan is None:
         return (_windowed_share(c, dx),)
@@ -309,10 +319,7 @@ def _windows_max_bwd(c: AdaptiveConfig, winner, g):
     """Each window's gradient at its winner, padded into place; overlaps add up."""
     pooled = [(a, d, s) for a, d, s in zip(c.layout.spatial_axes, c.dims, _tap_strides(c))
               if d.out != d.size]
-    winner = winner.astype(jnp.int32)
-    x_shape = list(g.shape)
-    for axis, dim in zip(c.layout.spatial_axes, c.dims):
-        x_shape[axis] = dim.size
+    winner, x_shape = winner.astype(jnp.int32), _x_shape(c, g)
     dx = None
     for window in itertools.product(*(range(d.out) for _, d, _ in pooled)):
         index, shape, pads = [slice(None)] * g.ndim, list(x_shape), [(0, 0, 0)] * g.ndim
