@@ -10,10 +10,10 @@ every dim the windows are contiguous blocks: a reshape turns each pooled axis in
 two, ``(O, L)`` (window, tap), and the pool is a reduction over the taps.
 Otherwise (the formulations XLA:CPU runs fastest, measured against the twins'):
 
-- average: a linear map, ``y = x A`` with ``A`` the ``(I, O)`` averaging matrix
-  (``A[r, i] = 1 / len(window i)`` for the rows ``r`` of window ``i``), one
-  Kronecker-product matrix over all pooled dims when it is small, else one matrix
-  per dim; the backward is the transposed matrix, ``dx = g A^T``;
+- average, one pooled dim or global: a linear map, ``y = x A`` with ``A`` the
+  ``(I, O)`` averaging matrix (``A[r, i] = 1 / len(window i)`` for the rows ``r`` of
+  window ``i``), whose backward is ``dx = g A^T``; several pooled dims: each
+  window's sum of static slices, whose backward pads each window's share into place;
 - max: one dim at a time, innermost first, each window a static slice reduced
   along its axis (its maximum and the offset of its winner, carrying the inner
   dims' offsets of the winning row along); the backward writes each window's
@@ -90,7 +90,7 @@ def adaptive_config(op: str, x, out_size, *, layout, ndim: int | None):
 # --- block windows: a reshape --------------------------------------------------------
 
 def _blocks(c: AdaptiveConfig) -> bool:
-    return all(d.blocks for d in c.dims)
+    return all(d.blocks for d in c.dims)  # (out == size and global dims are blocks too)
 
 
 def _gather(x, axis: int, dim: AdaptiveDim):
@@ -121,11 +121,10 @@ def _averaging_matrix(dim: AdaptiveDim) -> np.ndarray:
 
 
 def _avg_plan(c: AdaptiveConfig) -> tuple[tuple[int, ...], np.ndarray] | None:
-    """The contraction of the averaging, ``(axes, A)`` with ``A`` shaped
-    ``(*I_axes, *O_axes)``, where it is the fastest form measured on XLA:CPU: one
-    pooled dim (a matrix product), or global pooling (a product with a column of
-    ``1 / I``). ``None``: windowed sums instead (several dims pooled; the
-    Kronecker matrix lost to them, with or without the non-finite guard)."""
+    """The averaging as one contraction ``(axes, A)``, ``A`` shaped ``(*I_axes, *O_axes)``,
+    where that is the fastest form on XLA:CPU: one pooled dim, or global pooling (a
+    column of ``1 / I``). ``None``: windowed sums (several pooled dims: a Kronecker
+    matrix lost to them)."""
     pooled = [(a, d) for a, d in zip(c.layout.spatial_axes, c.dims) if d.out != d.size]
     if len(pooled) == 1 or all(d.out == 1 for _, d in pooled):
         kron = np.ones((1, 1))
@@ -144,11 +143,6 @@ def _contract(y, axes: tuple[int, ...], matrix: np.ndarray):
     return jnp.moveaxis(out, tuple(range(out.ndim - k, out.ndim)), axes)
 
 
-def _transposed(matrix: np.ndarray) -> np.ndarray:
-    k = matrix.ndim // 2
-    return matrix.transpose(tuple(range(k, 2 * k)) + tuple(range(k)))
-
-
 def _use_blocks(c: AdaptiveConfig) -> bool:
     """Block windows, not global: a reshape and a sum beat the other forms."""
     return _blocks(c) and math.prod(d.out for d in c.dims) > 1
@@ -159,8 +153,8 @@ def _windowed_mean(c: AdaptiveConfig, y):
     without spreading a non-finite value to windows that do not hold it (``0 * inf``)."""
     for axis, dim in reversed(list(zip(c.layout.spatial_axes, c.dims))):
         if dim.out != dim.size:
-            y = jnp.concatenate([lax.slice_in_dim(y, s, e, axis=axis).sum(axis, keepdims=True) / (e - s)
-                                 for s, e in zip(dim.starts, dim.ends)], axis=axis)
+            y = jnp.concatenate([lax.slice_in_dim(y, s, e, axis=axis).sum(axis, keepdims=True)
+                                 / (e - s) for s, e in zip(dim.starts, dim.ends)], axis=axis)
     return y
 
 
@@ -171,8 +165,7 @@ def _windowed_share(c: AdaptiveConfig, g):
             shares = []
             for i, (s, e) in enumerate(zip(dim.starts, dim.ends)):
                 share = jnp.repeat(lax.slice_in_dim(g, i, i + 1, axis=axis) / (e - s), e - s, axis)
-                pads = [(0, 0, 0)] * g.ndim
-                pads[axis] = (s, dim.size - e, 0)
+                pads = [(s, dim.size - e, 0) if a == axis else (0, 0, 0) for a in range(g.ndim)]
                 shares.append(lax.pad(share, jnp.zeros((), g.dtype), pads))
             g = sum(shares[1:], shares[0])
     return g
@@ -197,7 +190,8 @@ def _avg_primal(c: AdaptiveConfig, x):
             y = _gather(y, axis, dim).sum(axis=axis + 1) / dim.taps
         return y.astype(x.dtype)
     plan = _avg_plan(c)
-    return (_windowed_mean(c, y) if plan is None else _through(c, y, *plan, _windowed_mean)).astype(x.dtype)
+    y = _windowed_mean(c, y) if plan is None else _through(c, y, *plan, _windowed_mean)
+    return y.astype(x.dtype)
 
 
 def _avg_fwd(c: AdaptiveConfig, x):
@@ -212,12 +206,14 @@ def _avg_bwd(c: AdaptiveConfig, _, g):
             share = jnp.broadcast_to(share, dx.shape[:axis + 1] + (dim.taps,) + dx.shape[axis + 1:])
             dx = _scatter(share, axis, dim)
         return (dx,)
-    if all(d.out == 1 for d in c.dims):   # global: every row gets g / I (a broadcast)
-        return (jnp.broadcast_to(dx / math.prod(d.size for d in c.dims), _x_shape(c, g)),)
     plan = _avg_plan(c)
     if plan is None:
         return (_windowed_share(c, dx),)
-    return (_through(c, dx, plan[0], _transposed(plan[1]), _windowed_share),)
+    axes, matrix = plan
+    if np.all(matrix != 0):   # global pooling: every row gets g / I, a broadcast
+        return (jnp.broadcast_to(dx / matrix.size, _x_shape(c, g)),)
+    k = len(axes)             # A^T: its output axes first
+    return (_through(c, dx, axes, matrix.transpose(*range(k, 2 * k), *range(k)), _windowed_share),)
 
 
 _adaptive_avg_pool = custom_vjp_op(_avg_primal, _avg_fwd, _avg_bwd)
@@ -264,7 +260,8 @@ def _window_max(window, axis: int, length: int):
     score = jnp.where(window != window, -1 - tap, jnp.where(window == top, tap, length))
     score = score.min(axis=axis, keepdims=True)
     nan = score < 0
-    return jnp.where(nan, jnp.asarray(jnp.nan, window.dtype), top), jnp.where(nan, -1 - score, score)
+    top = jnp.where(nan, jnp.asarray(jnp.nan, window.dtype), top)
+    return top, jnp.where(nan, -1 - score, score)
 
 
 def _max_along(y, axis: int, dim: AdaptiveDim, carried: list):
@@ -273,9 +270,9 @@ def _max_along(y, axis: int, dim: AdaptiveDim, carried: list):
     values, offsets, kept = [], [], [[] for _ in carried]
     for start, end in zip(dim.starts, dim.ends):
         top, offset = _window_max(lax.slice_in_dim(y, start, end, axis=axis), axis, end - start)
-        values.append(top)
-        offsets.append(offset)
-        tap = lax.broadcasted_iota(jnp.int32, top.shape[:axis] + (end - start,) + top.shape[axis + 1:], axis)
+        values, offsets = values + [top], offsets + [offset]
+        shape = top.shape[:axis] + (end - start,) + top.shape[axis + 1:]
+        tap = lax.broadcasted_iota(jnp.int32, shape, axis)
         for out, inner in zip(kept, carried):
             row = jnp.where(tap == offset, lax.slice_in_dim(inner, start, end, axis=axis), 0)
             out.append(row.sum(axis=axis, keepdims=True))
@@ -291,8 +288,7 @@ def _windows_max_fwd(c: AdaptiveConfig, x):
         if dim.out != dim.size:
             y, offsets = _max_along(y, axis, dim, offsets)
             strides.insert(0, stride)
-    winner = sum(o * s for o, s in zip(offsets, strides)) if offsets else jnp.zeros(y.shape, jnp.int32)
-    return y, winner
+    return y, sum(o * s for o, s in zip(offsets, strides))   # (some dim is pooled)
 
 
 def _max_fwd(c: AdaptiveConfig, x):
@@ -319,18 +315,17 @@ def _windows_max_bwd(c: AdaptiveConfig, winner, g):
     """Each window's gradient at its winner, padded into place; overlaps add up."""
     pooled = [(a, d, s) for a, d, s in zip(c.layout.spatial_axes, c.dims, _tap_strides(c))
               if d.out != d.size]
-    winner, x_shape = winner.astype(jnp.int32), _x_shape(c, g)
-    dx = None
+    winner, pieces = winner.astype(jnp.int32), []
     for window in itertools.product(*(range(d.out) for _, d, _ in pooled)):
-        index, shape, pads = [slice(None)] * g.ndim, list(x_shape), [(0, 0, 0)] * g.ndim
+        index, shape, pads = [slice(None)] * g.ndim, _x_shape(c, g), [(0, 0, 0)] * g.ndim
         for (axis, dim, _), i in zip(pooled, window):
             start, end = dim.starts[i], dim.ends[i]
-            index[axis], shape[axis], pads[axis] = slice(i, i + 1), end - start, (start, dim.size - end, 0)
-        tap = sum(lax.broadcasted_iota(jnp.int32, shape, axis) * stride for axis, _, stride in pooled)
+            index[axis], shape[axis] = slice(i, i + 1), end - start
+            pads[axis] = (start, dim.size - end, 0)
+        tap = sum(lax.broadcasted_iota(jnp.int32, shape, a) * stride for a, _, stride in pooled)
         piece = jnp.where(tap == winner[tuple(index)], g[tuple(index)], jnp.zeros((), g.dtype))
-        piece = lax.pad(piece, jnp.zeros((), g.dtype), pads)
-        dx = piece if dx is None else dx + piece
-    return g if dx is None else dx
+        pieces.append(lax.pad(piece, jnp.zeros((), g.dtype), pads))
+    return sum(pieces[1:], pieces[0])
 
 
 def _max_bwd(c: AdaptiveConfig, winner, g):
@@ -353,7 +348,7 @@ def adaptive_avg_pool(x, out_size, *, layout=None):
     Args:
       x: ``(N, C, *spatial)``, or channels-last; layout as :func:`jaxconv.max_pool`.
       out_size: an int or one per spatial dim, each ``>= 1`` or ``None`` (keep
-        that dim). ``out_size=1`` is global average pooling (computed as one mean).
+        that dim). ``out_size=1`` is global average pooling.
 
     Returns:
       ``(N, C, *out_size)`` (or channels-last): output ``i`` is the mean of rows
