@@ -210,7 +210,7 @@ def _avg_bwd(c: AdaptiveConfig, _, g):
     if plan is None:
         return (_windowed_share(c, dx),)
     axes, matrix = plan
-    if np.all(matrix != 0):   # global pooling: every row gets g / I, a broadcast
+    if matrix.shape[len(axes):] == (1,) * len(axes):   # global: every row gets g / I
         return (jnp.broadcast_to(dx / matrix.size, _x_shape(c, g)),)
     k = len(axes)             # A^T: its output axes first
     return (_through(c, dx, axes, matrix.transpose(*range(k, 2 * k), *range(k)), _windowed_share),)
