@@ -123,10 +123,11 @@ def _averaging_matrix(dim: AdaptiveDim) -> np.ndarray:
 def _avg_plan(c: AdaptiveConfig) -> tuple[tuple[int, ...], np.ndarray] | None:
     """The averaging as one contraction ``(axes, A)``, ``A`` shaped ``(*I_axes, *O_axes)``,
     where that is the fastest form on XLA:CPU: one pooled dim, or global pooling (a
-    column of ``1 / I``). ``None``: windowed sums (several pooled dims: a Kronecker
-    matrix lost to them)."""
+    column of ``1 / I``), on the trailing axes (a plain matrix product, no transposes).
+    ``None``: windowed sums (several pooled dims: a Kronecker matrix lost to them)."""
     pooled = [(a, d) for a, d in zip(c.layout.spatial_axes, c.dims) if d.out != d.size]
-    if len(pooled) == 1 or all(d.out == 1 for _, d in pooled):
+    trailing = [a for a, _ in pooled] == list(range(len(c.dims) + 2 - len(pooled), len(c.dims) + 2))
+    if trailing and (len(pooled) == 1 or all(d.out == 1 for _, d in pooled)):
         kron = np.ones((1, 1))
         for _, d in pooled:
             kron = np.kron(kron, _averaging_matrix(d))
