@@ -5,15 +5,14 @@ The output size is given; along a spatial dim of size ``I`` pooled to ``O``, win
 (:func:`jaxconv._geometry.adaptive_windows`): windows differ in length by at most
 one, neighbours may share a row, and ``O > I`` repeats rows.
 
-A box window is the product of its per-dim windows. Where ``O`` divides ``I`` in
-every dim the windows are contiguous blocks: a reshape turns each pooled axis into
-two, ``(O, L)`` (window, tap), and the pool is a reduction over the taps.
-Otherwise (the formulations XLA:CPU runs fastest, measured against the twins'):
+A box window is the product of its per-dim windows. Where ``O`` divides ``I`` in every
+dim, a reshape turns each axis into ``(O, L)`` (window, tap) and the pool reduces the
+taps. Otherwise (the formulations XLA:CPU runs fastest, measured against the twins'):
 
-- average, one pooled dim or global: a linear map, ``y = x A`` with ``A`` the
-  ``(I, O)`` averaging matrix (``A[r, i] = 1 / len(window i)`` for the rows ``r`` of
-  window ``i``), whose backward is ``dx = g A^T``; several pooled dims: each
-  window's sum of static slices, whose backward pads each window's share into place;
+- average, one pooled trailing dim or global: ``y = x A`` with ``A`` the ``(I, O)``
+  averaging matrix (``A[r, i] = 1 / len(window i)`` for the rows ``r`` of window
+  ``i``), whose backward is ``dx = g A^T``; else each window's sum of static slices,
+  whose backward gives the rows between two window boundaries their windows' shares;
 - max: one dim at a time, innermost first, each window a static slice reduced
   along its axis (its maximum and the offset of its winner, carrying the inner
   dims' offsets of the winning row along); the backward writes each window's
@@ -89,8 +88,8 @@ def adaptive_config(op: str, x, out_size, *, layout, ndim: int | None):
 
 # --- block windows: a reshape --------------------------------------------------------
 
-def _blocks(c: AdaptiveConfig) -> bool:
-    return all(d.blocks for d in c.dims)  # (out == size and global dims are blocks too)
+def _blocks(c: AdaptiveConfig) -> bool:   # (out == size and out == 1 are blocks too)
+    return all(d.blocks for d in c.dims)
 
 
 def _gather(x, axis: int, dim: AdaptiveDim):
@@ -103,8 +102,7 @@ def _scatter(y, axis: int, dim: AdaptiveDim):
     return y.reshape(y.shape[:axis] + (dim.size,) + y.shape[axis + 2:])
 
 
-def _x_shape(c: AdaptiveConfig, g) -> list[int]:
-    """The input's shape, from an output-shaped ``g`` (vmap-safe)."""
+def _x_shape(c: AdaptiveConfig, g) -> list[int]:   # x's shape from g's (vmap-safe)
     shape = list(g.shape)
     for axis, dim in zip(c.layout.spatial_axes, c.dims):
         shape[axis] = dim.size
@@ -144,8 +142,7 @@ def _contract(y, axes: tuple[int, ...], matrix: np.ndarray):
     return jnp.moveaxis(out, tuple(range(out.ndim - k, out.ndim)), axes)
 
 
-def _use_blocks(c: AdaptiveConfig) -> bool:
-    """Block windows, not global: a reshape and a sum beat the other forms."""
+def _use_blocks(c: AdaptiveConfig) -> bool:   # blocks, not global: a reshape and a sum
     return _blocks(c) and math.prod(d.out for d in c.dims) > 1
 
 
@@ -160,15 +157,18 @@ def _windowed_mean(c: AdaptiveConfig, y):
 
 
 def _windowed_share(c: AdaptiveConfig, g):
-    """Adjoint of :func:`_windowed_mean`: each window's share padded into place."""
+    """Adjoint of :func:`_windowed_mean`: along each pooled dim, the rows between two
+    window boundaries get the shares of the windows that hold them (one concatenation,
+    which beat padding each window's share into place and adding)."""
     for axis, dim in zip(c.layout.spatial_axes, c.dims):
         if dim.out != dim.size:
-            shares = []
-            for i, (s, e) in enumerate(zip(dim.starts, dim.ends)):
-                share = jnp.repeat(lax.slice_in_dim(g, i, i + 1, axis=axis) / (e - s), e - s, axis)
-                pads = [(s, dim.size - e, 0) if a == axis else (0, 0, 0) for a in range(g.ndim)]
-                shares.append(lax.pad(share, jnp.zeros((), g.dtype), pads))
-            g = sum(shares[1:], shares[0])
+            windows, parts = list(zip(dim.starts, dim.ends)), []
+            cuts = sorted({*dim.starts, *dim.ends})
+            for lo, hi in zip(cuts[:-1], cuts[1:]):   # rows lo..hi-1 lie in the same windows
+                share = sum(lax.slice_in_dim(g, i, i + 1, axis=axis) / (e - s)
+                            for i, (s, e) in enumerate(windows) if s <= lo and hi <= e)
+                parts.append(jnp.repeat(share, hi - lo, axis))
+            g = jnp.concatenate(parts, axis=axis)
     return g
 
 
