@@ -142,10 +142,6 @@ def _contract(y, axes: tuple[int, ...], matrix: np.ndarray):
     return jnp.moveaxis(out, tuple(range(out.ndim - k, out.ndim)), axes)
 
 
-def _use_blocks(c: AdaptiveConfig) -> bool:   # blocks, not global: a reshape and a sum
-    return _blocks(c) and math.prod(d.out for d in c.dims) > 1
-
-
 def _windowed_mean(c: AdaptiveConfig, y):
     """Each window's own sum (static slices) over its length: what ``y A`` computes,
     without spreading a non-finite value to windows that do not hold it (``0 * inf``)."""
@@ -173,20 +169,24 @@ def _windowed_share(c: AdaptiveConfig, g):
 
 
 def _through(c: AdaptiveConfig, y, axes, matrix, exact):
-    """``y`` through the contraction. Where the matrix has zeros (windows
-    that miss rows), ``0 * inf`` would spread a non-finite value of ``y`` over its
-    whole row of the result; then (the small result not finite) the exact windowed
-    form ``exact(c, y)`` runs instead."""
-    out = _contract(y, axes, matrix)
+    """``y`` through the contraction. Where the matrix has zeros, ``0 * inf`` would
+    spread a non-finite value of ``y`` over its whole row of the result: then the exact
+    windowed form ``exact(c, y)`` runs instead. The test reads the smaller of ``y`` and
+    the result; a full-size result is computed in the branch (not copied out of it)."""
     if np.all(matrix != 0):
-        return out
+        return _contract(y, axes, matrix)
+    k = len(axes)
+    if matrix[(0,) * k].size >= matrix[(...,) + (0,) * k].size:   # a full-size result
+        return lax.cond(jnp.isfinite(y).all(), lambda: _contract(y, axes, matrix),
+                        lambda: exact(c, y))
+    out = _contract(y, axes, matrix)
     return lax.cond(jnp.isfinite(out).all(), lambda: out, lambda: exact(c, y))
 
 
 def _avg_primal(c: AdaptiveConfig, x):
     acc = accumulation_dtype(x.dtype)
     y = x.astype(acc)
-    if _use_blocks(c):
+    if _blocks(c) and math.prod(d.out for d in c.dims) > 1:   # a reshape and a sum
         for axis, dim in zip(c.layout.spatial_axes, c.dims):
             y = _gather(y, axis, dim).sum(axis=axis + 1) / dim.taps
         return y.astype(x.dtype)
@@ -201,7 +201,7 @@ def _avg_fwd(c: AdaptiveConfig, x):
 
 def _avg_bwd(c: AdaptiveConfig, _, g):
     dx = g.astype(accumulation_dtype(g.dtype))
-    if _use_blocks(c):
+    if _blocks(c) and math.prod(d.out for d in c.dims) > 1:   # a reshape and a sum
         for axis, dim in zip(c.layout.spatial_axes, c.dims):
             share = jnp.expand_dims(dx / dim.taps, axis + 1)
             share = jnp.broadcast_to(share, dx.shape[:axis + 1] + (dim.taps,) + dx.shape[axis + 1:])
@@ -223,16 +223,14 @@ _adaptive_avg_pool = custom_vjp_op(_avg_primal, _avg_fwd, _avg_bwd)
 # --- adaptive max pool ----------------------------------------------------------------
 
 def first_max_last_nan(windows):
-    """Index along the last axis of PyTorch's winner: the first maximum, or, in a
-    window holding NaN, the last NaN (PyTorch's scan takes a value that is larger
-    or NaN)."""
+    """Index along the last axis of PyTorch's winner: the first maximum, or, in a window
+    holding NaN, the last NaN (PyTorch's scan takes a value that is larger or NaN)."""
     nan = jnp.isnan(windows)
     last_nan = windows.shape[-1] - 1 - jnp.argmax(nan[..., ::-1], axis=-1)
     return jnp.where(nan.any(axis=-1), last_nan, jnp.argmax(windows, axis=-1))
 
 
-def _tap_strides(c: AdaptiveConfig) -> tuple[int, ...]:
-    """A winner's offset is its row-major index on the grid of the longest taps."""
+def _tap_strides(c: AdaptiveConfig) -> tuple[int, ...]:   # winner: row-major on the taps
     taps = [d.taps for d in c.dims]
     return tuple(math.prod(taps[i + 1:]) for i in range(len(taps)))
 
@@ -252,10 +250,9 @@ def _blocks_max_fwd(c: AdaptiveConfig, x):
 def _window_max(window, axis: int, length: int):
     """Max of ``window`` along ``axis`` and PyTorch's winner's offset, both keepdims.
 
-    One min-reduction picks the winner: a NaN tap ``t`` scores ``-1 - t`` (so the
-    last NaN is least), a tap equal to the maximum scores ``t`` (the first wins),
-    any other ``length``. NaN is decided by that score, not by the maximum (XLA:CPU's
-    vectorised max need not propagate NaN)."""
+    One min-reduction picks the winner: a NaN tap ``t`` scores ``-1 - t`` (the last NaN
+    is least), a tap equal to the maximum ``t`` (the first wins), any other ``length``.
+    NaN is decided by the score: XLA:CPU's vectorised max need not propagate NaN."""
     tap = lax.broadcasted_iota(jnp.int32, window.shape, axis)
     top = jnp.max(window, axis=axis, keepdims=True)
     score = jnp.where(window != window, -1 - tap, jnp.where(window == top, tap, length))
