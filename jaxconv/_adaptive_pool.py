@@ -7,7 +7,8 @@ one, neighbours may share a row, and ``O > I`` repeats rows.
 
 A box window is the product of its per-dim windows. Where ``O`` divides ``I`` in every
 dim, a reshape turns each axis into ``(O, L)`` (window, tap) and the pool reduces the
-taps. Otherwise (the formulations XLA:CPU runs fastest, measured against the twins'):
+taps (max pooling with many windows gathers them: :mod:`jaxconv._adaptive_gather`).
+Otherwise (the formulations XLA:CPU runs fastest, measured against the twins'):
 
 - average, one pooled trailing dim or global: ``y = x A`` with ``A`` the ``(I, O)``
   averaging matrix (``A[r, i] = 1 / len(window i)`` for the rows ``r`` of window
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv import _geometry
+from jaxconv import _adaptive_gather, _geometry
 from jaxconv._conv import FIXED_LAYOUTS, named
 from jaxconv._geometry import Layout
 from jaxconv._norm import accumulation_dtype
@@ -86,20 +87,8 @@ def adaptive_config(op: str, x, out_size, *, layout, ndim: int | None):
     return x, AdaptiveConfig(lay, dims)
 
 
-# --- block windows: a reshape --------------------------------------------------------
-
 def _blocks(c: AdaptiveConfig) -> bool:   # (out == size and out == 1 are blocks too)
     return all(d.blocks for d in c.dims)
-
-
-def _gather(x, axis: int, dim: AdaptiveDim):
-    """Block windows: axis ``axis`` (size I) of x becomes ``(O, L)``: window, tap."""
-    return x.reshape(x.shape[:axis] + (dim.out, dim.taps) + x.shape[axis + 1:])
-
-
-def _scatter(y, axis: int, dim: AdaptiveDim):
-    """Adjoint of :func:`_gather`: axes ``(axis, axis + 1)`` = ``(O, L)`` back into I."""
-    return y.reshape(y.shape[:axis] + (dim.size,) + y.shape[axis + 2:])
 
 
 def _x_shape(c: AdaptiveConfig, g) -> list[int]:   # x's shape from g's (vmap-safe)
@@ -110,6 +99,11 @@ def _x_shape(c: AdaptiveConfig, g) -> list[int]:   # x's shape from g's (vmap-sa
 
 
 # --- adaptive average pool ------------------------------------------------------------
+
+# Each sliced window is unrolled into the program (forward and backward): past this many
+# windows (e.g. 100 x 100 -> 33 x 33: 25x slower, 27 s to compile) the gathers win.
+_MAX_SLICED = 64
+
 
 def _averaging_matrix(dim: AdaptiveDim) -> np.ndarray:
     """``(I, O)``: ``1 / len(window i)`` on the rows of window ``i``, zero elsewhere."""
@@ -122,10 +116,12 @@ def _avg_plan(c: AdaptiveConfig) -> tuple[tuple[int, ...], np.ndarray] | None:
     """The averaging as one contraction ``(axes, A)``, ``A`` shaped ``(*I_axes, *O_axes)``,
     where that is the fastest form on XLA:CPU: one pooled dim, or global pooling (a
     column of ``1 / I``), on the trailing axes (a plain matrix product, no transposes).
-    ``None``: windowed sums (several pooled dims: a Kronecker matrix lost to them)."""
+    ``None``: windowed sums or gathers (several pooled dims: a Kronecker matrix lost)."""
     pooled = [(a, d) for a, d in zip(c.layout.spatial_axes, c.dims) if d.out != d.size]
     trailing = [a for a, _ in pooled] == list(range(len(c.dims) + 2 - len(pooled), len(c.dims) + 2))
-    if trailing and (len(pooled) == 1 or all(d.out == 1 for _, d in pooled)):
+    ins, outs = math.prod(d.size for _, d in pooled), math.prod(d.out for _, d in pooled)
+    small = outs <= _MAX_SLICED and ins * outs <= 1 << 20   # (A is a constant)
+    if trailing and small and (len(pooled) == 1 or all(d.out == 1 for _, d in pooled)):
         kron = np.ones((1, 1))
         for _, d in pooled:
             kron = np.kron(kron, _averaging_matrix(d))
@@ -184,15 +180,10 @@ def _through(c: AdaptiveConfig, y, axes, matrix, exact):
 
 
 def _avg_primal(c: AdaptiveConfig, x):
-    acc = accumulation_dtype(x.dtype)
-    y = x.astype(acc)
-    if _blocks(c) and math.prod(d.out for d in c.dims) > 1:   # a reshape and a sum
-        for axis, dim in zip(c.layout.spatial_axes, c.dims):
-            y = _gather(y, axis, dim).sum(axis=axis + 1) / dim.taps
-        return y.astype(x.dtype)
-    plan = _avg_plan(c)
-    y = _windowed_mean(c, y) if plan is None else _through(c, y, *plan, _windowed_mean)
-    return y.astype(x.dtype)
+    y, plan = x.astype(accumulation_dtype(x.dtype)), _avg_plan(c)
+    if plan is not None:
+        return _through(c, y, *plan, _windowed_mean).astype(x.dtype)
+    return (_windowed_mean(c, y) if _sliced(c) else _adaptive_gather.mean(c, y)).astype(x.dtype)
 
 
 def _avg_fwd(c: AdaptiveConfig, x):
@@ -200,16 +191,9 @@ def _avg_fwd(c: AdaptiveConfig, x):
 
 
 def _avg_bwd(c: AdaptiveConfig, _, g):
-    dx = g.astype(accumulation_dtype(g.dtype))
-    if _blocks(c) and math.prod(d.out for d in c.dims) > 1:   # a reshape and a sum
-        for axis, dim in zip(c.layout.spatial_axes, c.dims):
-            share = jnp.expand_dims(dx / dim.taps, axis + 1)
-            share = jnp.broadcast_to(share, dx.shape[:axis + 1] + (dim.taps,) + dx.shape[axis + 1:])
-            dx = _scatter(share, axis, dim)
-        return (dx,)
-    plan = _avg_plan(c)
+    dx, plan = g.astype(accumulation_dtype(g.dtype)), _avg_plan(c)
     if plan is None:
-        return (_windowed_share(c, dx),)
+        return ((_windowed_share if _sliced(c) else _adaptive_gather.mean_share)(c, dx),)
     axes, matrix = plan
     if matrix.shape[len(axes):] == (1,) * len(axes):   # global: every row gets g / I
         return (jnp.broadcast_to(dx / matrix.size, _x_shape(c, g)),)
@@ -222,29 +206,14 @@ _adaptive_avg_pool = custom_vjp_op(_avg_primal, _avg_fwd, _avg_bwd)
 
 # --- adaptive max pool ----------------------------------------------------------------
 
-def first_max_last_nan(windows):
-    """Index along the last axis of PyTorch's winner: the first maximum, or, in a window
-    holding NaN, the last NaN (PyTorch's scan takes a value that is larger or NaN)."""
-    nan = jnp.isnan(windows)
-    last_nan = windows.shape[-1] - 1 - jnp.argmax(nan[..., ::-1], axis=-1)
-    return jnp.where(nan.any(axis=-1), last_nan, jnp.argmax(windows, axis=-1))
+def _sliced(c: AdaptiveConfig) -> bool:
+    """Max pool window by window (static slices): not blocks, and not too many windows."""
+    return not _blocks(c) and math.prod(d.out for d in c.dims if d.out != d.size) <= _MAX_SLICED
 
 
 def _tap_strides(c: AdaptiveConfig) -> tuple[int, ...]:   # winner: row-major on the taps
     taps = [d.taps for d in c.dims]
     return tuple(math.prod(taps[i + 1:]) for i in range(len(taps)))
-
-
-def _blocks_max_fwd(c: AdaptiveConfig, x):
-    """Block windows: gather every dim, the taps last, then PyTorch's winner."""
-    y = x
-    for axis, dim in reversed(list(zip(c.layout.spatial_axes, c.dims))):
-        y = _gather(y, axis, dim)
-    tap_axes = [a + i + 1 for i, a in enumerate(c.layout.spatial_axes)]
-    y = jnp.moveaxis(y, tap_axes, range(y.ndim - len(tap_axes), y.ndim))
-    windows = y.reshape(y.shape[:x.ndim] + (math.prod(d.taps for d in c.dims),))
-    winner = first_max_last_nan(windows)
-    return jnp.take_along_axis(windows, winner[..., None], axis=-1)[..., 0], winner
 
 
 def _window_max(window, axis: int, length: int):
@@ -290,23 +259,12 @@ def _windows_max_fwd(c: AdaptiveConfig, x):
 
 
 def _max_fwd(c: AdaptiveConfig, x):
-    out, winner = (_blocks_max_fwd if _blocks(c) else _windows_max_fwd)(c, x)
+    out, winner = (_windows_max_fwd if _sliced(c) else _adaptive_gather.max_fwd)(c, x)
     return out, winner.astype(winner_dtype(math.prod(d.taps for d in c.dims)))
 
 
 def _max_primal(c: AdaptiveConfig, x):
     return _max_fwd(c, x)[0]
-
-
-def _blocks_max_bwd(c: AdaptiveConfig, winner, g):
-    taps = tuple(d.taps for d in c.dims)
-    onehot = winner[..., None] == jnp.arange(math.prod(taps), dtype=winner.dtype)
-    routed = jnp.where(onehot, g[..., None], jnp.zeros((), g.dtype)).reshape(g.shape + taps)
-    tap_axes = [a + i + 1 for i, a in enumerate(c.layout.spatial_axes)]
-    routed = jnp.moveaxis(routed, range(g.ndim, routed.ndim), tap_axes)
-    for axis, dim in zip(c.layout.spatial_axes, c.dims):
-        routed = _scatter(routed, axis, dim)
-    return routed
 
 
 def _windows_max_bwd(c: AdaptiveConfig, winner, g):
@@ -327,7 +285,7 @@ def _windows_max_bwd(c: AdaptiveConfig, winner, g):
 
 
 def _max_bwd(c: AdaptiveConfig, winner, g):
-    return ((_blocks_max_bwd if _blocks(c) else _windows_max_bwd)(c, winner, g),)
+    return ((_windows_max_bwd if _sliced(c) else _adaptive_gather.max_bwd)(c, winner, g),)
 
 
 _adaptive_max_pool = custom_vjp_op(_max_primal, _max_fwd, _max_bwd)

@@ -1,7 +1,8 @@
 """The adaptive pools' faster formulations (``jaxconv/_adaptive_pool.py``) against
 autodiff of the twins, float64: the averaging matrix's exact fallback when the input
-or the cotangent holds inf/NaN (``0 * inf`` must not reach rows outside a window), and
-max windows mixing a block dim (6 -> 3) with an overlapping one (7 -> 3)."""
+or the cotangent holds inf/NaN (``0 * inf`` must not reach rows outside a window), max
+windows mixing a block dim (6 -> 3) with an overlapping one (7 -> 3), and the gathers
+used for many windows."""
 import jax
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from jaxconv import reference
     ("avg", (2, 3, 3), 5),          # upsampling: windows repeat rows
     ("avg", (1, 2, 7, 6), (3, 3)),  # several pooled dims: windowed sums
     ("max", (1, 2, 7, 6), (3, 3)),
+    ("avg", (1, 2, 70), 65),        # more windows than are sliced one by one: gathers
+    ("max", (1, 2, 70), 65),
 ])
 def test_non_finite_values_and_mixed_windows_as_twin(kind, shape, out):
     rng = np.random.default_rng(0)
