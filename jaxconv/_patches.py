@@ -72,6 +72,10 @@ def place_windows(pieces: Iterable, window: Window, layout: Layout):
 
 
 _NCHW = Layout("NCHW")
+# im2col's columns are ordered (Ho, Wo, N): the image is moved to (C, H, W, N) first
+# (a small copy) so that every tap's slice is already in column order and the patch
+# matrix is their stack, not a transpose of it. Spatial axes 1, 2, as NHWC's.
+_CHWN = Layout("NHWC")
 
 
 def im2col(x, kh: int, kw: int, *, stride=1, pad=0, dilation=1):
@@ -91,9 +95,8 @@ def im2col(x, kh: int, kw: int, *, stride=1, pad=0, dilation=1):
     x = _checks.array("im2col", "x", x, ndim=4)
     win = _im2col_window("im2col", x.shape, kh, kw, stride, pad, dilation)
     n, c = x.shape[:2]
-    slices = window_slices(pad_spatial(x, win.pad, _NCHW), win, _NCHW)
-    patches = jnp.stack(list(slices)).reshape(*win.kernel, n, c, *win.out_size)
-    return patches.transpose(3, 0, 1, 4, 5, 2).reshape(c * win.taps, math.prod(win.out_size) * n)
+    slices = window_slices(pad_spatial(x.transpose(1, 2, 3, 0), win.pad, _CHWN), win, _CHWN)
+    return jnp.stack(list(slices), axis=1).reshape(c * win.taps, math.prod(win.out_size) * n)
 
 
 def col2im(cols, x_shape, kh: int, kw: int, *, stride=1, pad=0, dilation=1):
@@ -122,9 +125,9 @@ def col2im(cols, x_shape, kh: int, kw: int, *, stride=1, pad=0, dilation=1):
         raise ValueError(f"col2im: cols must have shape {expected} for x_shape={x_shape}, "
                          f"kh={kh}, kw={kw}, stride={stride}, pad={pad}, dilation={dilation}, "
                          f"got cols.shape={tuple(cols.shape)}")
-    pieces = cols.reshape(c, kh, kw, *win.out_size, n).transpose(1, 2, 5, 0, 3, 4)
-    pieces = pieces.reshape(win.taps, n, c, *win.out_size)
-    return pad_spatial(place_windows(pieces, win, _NCHW), unpad(win.pad), _NCHW)
+    pieces = jnp.moveaxis(cols.reshape(c, win.taps, *win.out_size, n), 1, 0)
+    image = pad_spatial(place_windows(pieces, win, _CHWN), unpad(win.pad), _CHWN)
+    return image.transpose(3, 0, 1, 2)
 
 
 def _im2col_window(op, x_shape, kh, kw, stride, pad, dilation) -> Window:
