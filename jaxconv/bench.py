@@ -307,7 +307,7 @@ def benchmark(quick: bool = False, repeats: int | None = None,
         torch = _import_torch()
         if torch is not None and cpus is not None:
             torch.set_num_threads(len(cpus))
-        repeats = repeats or (5 if quick else 15)
+        repeats = repeats or (3 if quick else 15)
         rows = [run_case(spec, case, repeats, torch) for spec, case in cases(quick)]
         rows.append(run_train_step(quick, repeats, torch))
         return {"device": device_description(),
