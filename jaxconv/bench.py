@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import sys
@@ -74,9 +75,12 @@ def _vjp_fn(op, diff):
 
 
 def _residual_bytes(op, args) -> int:
-    """Bytes the backward keeps: the arrays closed over by ``jax.vjp``'s pullback."""
-    _, pullback = jax.vjp(op, *args)
-    return int(sum(leaf.nbytes for leaf in jax.tree.leaves(pullback)))
+    """Bytes the backward keeps: the arrays closed over by ``jax.vjp``'s pullback.
+    Traced abstractly (``eval_shape``): running the vjp eagerly would dispatch the
+    op's forward primitive by primitive, slow for the sliced formulations."""
+    pullback = jax.eval_shape(lambda *a: jax.vjp(op, *a)[1], *args)
+    return int(sum(math.prod(leaf.shape) * leaf.dtype.itemsize
+                   for leaf in jax.tree.leaves(pullback)))
 
 
 def _time_once(fn) -> tuple[float, float]:
