@@ -55,3 +55,19 @@ def test_relu_keeps_a_boolean_mask(capsys):
     jax.ad_checkpoint.print_saved_residuals(lambda x: jc.relu(x).sum(), jnp.ones((3, 4)))
     saved = capsys.readouterr().out.strip().splitlines()
     assert len(saved) == 1 and saved[0].startswith("bool[3,4]"), saved
+
+
+@pytest.mark.parametrize("shape, split", [((40, 3, 4, 4), True), ((40, 12), False),
+                                          ((16, 48), False)])
+def test_tall_float32_weight_gradient_equals_float64_product(shape, split):
+    """affine's dw for a tall float32 weight (D >= 8 M, N >= 32) is computed on CPUs as
+    ``(g.T @ X).T`` (faster there); either form must equal X.T @ g, done here in float64."""
+    x, g = randn(0, *shape), randn(1, shape[0], 5)
+    w, b = randn(2, int(np.prod(shape[1:])), 5), np.zeros(5)
+    f32 = [jnp.asarray(a, jnp.float32) for a in (x, w, b)]
+    dw = jax.jit(jax.grad(lambda w: jnp.sum(jc.affine(f32[0], w, f32[2]) * g)))(f32[1])
+    rows = np.asarray(f32[0], np.float64).reshape(shape[0], -1)
+    np.testing.assert_allclose(dw, rows.T @ np.asarray(g, np.float32), rtol=2e-5, atol=2e-5)
+    hlo = jax.jit(jax.grad(lambda w: jnp.sum(jc.affine(f32[0], w, f32[2]) * g))).lower(
+        f32[1]).as_text()
+    assert ("optimization_barrier" in hlo) == (split and jax.default_backend() == "cpu")

@@ -47,9 +47,9 @@ def store_running(bn_param, running):
 def _batchnorm(x, gamma, beta, bn_param, op):
     f = batchnorm_op(bn_param, op)
     arrays = batchnorm_arrays(x, gamma, beta, bn_param)
-    out, running, saved = _bridge.forward_saving(f, arrays, (0, 1, 2), has_aux=True)
+    out, running, cache = _bridge.layer(f, arrays, (dict(f.hyper),), (0, 1, 2), has_aux=True)
     store_running(bn_param, running)
-    return out, _bridge.Cache(tuple(_bridge.frozen(a) for a in arrays) + (dict(f.hyper),), saved)
+    return out, cache
 
 
 def _norm_backward(dout, cache):

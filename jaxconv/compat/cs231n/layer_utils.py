@@ -85,9 +85,9 @@ def _bn_sandwich(fn, x, w, b, gamma, beta, bn_param, op, **hyper):
     stats = {k: bn_param.get(k, np.zeros(channels, x.dtype)) for k in ("running_mean", "running_var")}
     arrays = _bridge.floating(x, w, b, gamma, beta, stats["running_mean"], stats["running_var"])
     f = _bridge.op(fn, **hyper)
-    out, running, saved = _bridge.forward_saving(f, arrays, (0, 1, 2, 3, 4), has_aux=True)
+    out, running, cache = _bridge.layer(f, arrays, wrt=(0, 1, 2, 3, 4), has_aux=True)
     _norm.store_running(bn_param, running)
-    return out, _bridge.Cache(tuple(_bridge.frozen(a) for a in arrays), saved)
+    return out, cache
 
 
 def _layerwise(cache):

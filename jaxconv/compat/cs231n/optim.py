@@ -61,6 +61,13 @@ def _step(fn, w, dw, config, *state, count=None, copy=True, **hyper):
     return _bridge.forward(_bridge.op(fn, **hyper), w, dw, lr, *state, *extra, copy=copy)
 
 
+def _state(config, key, w):
+    """``config[key]``, or zeros like w the first time (a ``setdefault`` would build
+    the zeros on every call: 0.08 ms for a (3072, 100) weight)."""
+    value = config.get(key)
+    return np.zeros_like(w) if value is None else value
+
+
 def sgd(w, dw, config=None):
     """Vanilla SGD, in place as CS231n's: ``w -= learning_rate * dw``.
 
@@ -87,7 +94,7 @@ def sgd_momentum(w, dw, config=None):
         config = {}
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("momentum", 0.9)
-    v = config.get("velocity", np.zeros_like(w))
+    v = _state(config, "velocity", w)
     next_w, config["velocity"] = _step(_momentum_step, w, dw, config, v,
                                        momentum=float(config["momentum"]))
     return next_w, config
@@ -105,8 +112,7 @@ def rmsprop(w, dw, config=None):
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("decay_rate", 0.99)
     config.setdefault("epsilon", 1e-8)
-    config.setdefault("cache", np.zeros_like(w))
-    next_w, config["cache"] = _step(_rmsprop_step, w, dw, config, config["cache"],
+    next_w, config["cache"] = _step(_rmsprop_step, w, dw, config, _state(config, "cache", w),
                                     decay_rate=float(config["decay_rate"]),
                                     epsilon=float(config["epsilon"]))
     return next_w, config
@@ -127,11 +133,10 @@ def adam(w, dw, config=None):
     config.setdefault("beta1", 0.9)
     config.setdefault("beta2", 0.999)
     config.setdefault("epsilon", 1e-8)
-    config.setdefault("m", np.zeros_like(w))
-    config.setdefault("v", np.zeros_like(w))
     config.setdefault("t", 0)
     next_w, config["m"], config["v"] = _step(
-        _adam_step, w, dw, config, config["m"], config["v"], count=config["t"],
+        _adam_step, w, dw, config, _state(config, "m", w), _state(config, "v", w),
+        count=config["t"],
         beta1=float(config["beta1"]), beta2=float(config["beta2"]),
         epsilon=float(config["epsilon"]))
     config["t"] = config["t"] + 1
