@@ -98,9 +98,9 @@ _ALIGN_FROM_BYTES = 1 << 14   # below this, a copy by XLA costs less than aligni
 
 def aligned_copy(a) -> np.ndarray:
     """A writable copy of ``a`` (NumPy or JAX array), 64-byte aligned when large."""
-    if getattr(a, "nbytes", 0) < _ALIGN_FROM_BYTES:
-        return np.array(a)
-    a = np.asarray(a)
+    a = np.asarray(a)               # a view of a JAX array's buffer: no copy yet
+    if a.nbytes < _ALIGN_FROM_BYTES:
+        return a.copy()
     buffer = np.empty(a.nbytes + _ALIGN, np.uint8)
     start = -buffer.__array_interface__["data"][0] % _ALIGN
     out = buffer[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
@@ -281,11 +281,13 @@ def layer(f: Op, arrays: tuple, extra: tuple = (), wrt=None, has_aux: bool = Fal
     place, nothing can write to them); small ones as given (a read-only argument
     costs JAX's dispatch ~1.5 us more, and XLA copies small ones anyway)."""
     wrt = tuple(range(len(arrays))) if wrt is None else wrt
-    copies = tuple(frozen(a) for a in arrays)
-    given = tuple(c if c is not None and c.nbytes >= _ALIGN_FROM_BYTES else a
-                  for a, c in zip(arrays, copies))
-    *results, saved = forward_saving(f, given, wrt, has_aux, owned=True)
-    return (*results, Cache(copies + tuple(extra), saved))
+    copies, given = [], []
+    for a in arrays:
+        copy = frozen(a)
+        copies.append(copy)
+        given.append(copy if copy is not None and copy.nbytes >= _ALIGN_FROM_BYTES else a)
+    *results, saved = forward_saving(f, tuple(given), wrt, has_aux, owned=True)
+    return (*results, Cache(tuple(copies) + tuple(extra), saved))
 
 
 def gradients(dout, cache, f=None, wrt=None, count=None):
