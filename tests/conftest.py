@@ -1,9 +1,14 @@
 """Test configuration: float64 everywhere (the gradient checks need it), and the
 PyTorch cross-checks fail instead of skipping when JAXCONV_REQUIRE_TORCH=1."""
 import os
+import sys
+import textwrap
+import types
 
 import jax
 import pytest
+
+import jaxconv.compat.cs231n as compat
 
 jax.config.update("jax_enable_x64", True)
 
@@ -40,3 +45,24 @@ def native():
             pytest.fail("JAXCONV_REQUIRE_NATIVE=1 but jaxconv's native extension is not built")
         pytest.skip("native extension not built (needs a C++ compiler at `pip install -e .`)")
     return _native
+
+
+@pytest.fixture
+def run_cell(monkeypatch):
+    """For the CS231n notebook cells (tests/test_compat_notebook*.py): execute a cell in
+    a fresh notebook namespace whose ``cs231n.*`` imports resolve to the compat layer;
+    return the namespace."""
+    package = types.ModuleType("cs231n")
+    package.__path__ = []
+    monkeypatch.setitem(sys.modules, "cs231n", package)
+    for name in ("layers", "fast_layers", "optim", "gradient_check", "im2col"):
+        monkeypatch.setitem(sys.modules, f"cs231n.{name}", compat)
+        setattr(package, name, compat)
+
+    def run(source, **extra):
+        namespace = dict(extra)
+        exec("import numpy as np\nfrom jaxconv.compat.cs231n import *\n", namespace)
+        exec(compile(textwrap.dedent(source), "<notebook cell>", "exec"), namespace)
+        return namespace
+
+    return run
