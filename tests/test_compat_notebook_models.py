@@ -1,7 +1,48 @@
 """CS231n notebook cells, continued (see test_compat_notebook.py for how a cell runs):
-the update-rule cells of FullyConnectedNets.ipynb and the ThreeLayerConvNet cells of
-ConvolutionalNetworks.ipynb, run unchanged against jaxconv.compat.cs231n."""
+the dropout cells of Dropout.ipynb, the update-rule cells of FullyConnectedNets.ipynb and
+the ThreeLayerConvNet cells of ConvolutionalNetworks.ipynb, run unchanged against
+jaxconv.compat.cs231n."""
 import numpy as np
+
+
+def test_dropout_cells(run_cell):
+    ns = run_cell("""
+        np.random.seed(231)
+        x = np.random.randn(500, 500) + 10
+
+        stats = []
+        for p in [0.25, 0.4, 0.7]:
+          out, _ = dropout_forward(x, {'mode': 'train', 'p': p})
+          out_test, _ = dropout_forward(x, {'mode': 'test', 'p': p})
+
+          print('Running tests with p = ', p)
+          print('Mean of input: ', x.mean())
+          print('Mean of train-time output: ', out.mean())
+          print('Mean of test-time output: ', out_test.mean())
+          print('Fraction of train-time output set to zero: ', (out == 0).mean())
+          print('Fraction of test-time output set to zero: ', (out_test == 0).mean())
+          print()
+          stats.append((p, x.mean(), out.mean(), out_test.mean(), (out == 0).mean(),
+                        (out_test == 0).mean()))
+
+        np.random.seed(231)
+        x = np.random.randn(10, 10) + 10
+        dout = np.random.randn(*x.shape)
+
+        dropout_param = {'mode': 'train', 'p': 0.2, 'seed': 123}
+        out, cache = dropout_forward(x, dropout_param)
+        dx = dropout_backward(dout, cache)
+        dx_num = eval_numerical_gradient_array(lambda xx: dropout_forward(xx, dropout_param)[0], x, dout)
+
+        # Error should be around e-10 or less
+        print('dx relative error: ', rel_error(dx, dx_num))
+        dropout_error = rel_error(dx, dx_num)
+    """)
+    for p, x_mean, train_mean, test_mean, train_zeros, test_zeros in ns["stats"]:
+        assert abs(train_zeros - (1 - p)) < 0.01        # p keeps; 250,000 draws
+        assert abs(train_mean - x_mean) < 0.02 * x_mean  # inverted dropout keeps the mean
+        assert test_mean == x_mean and test_zeros == 0
+    assert ns["dropout_error"] < 1e-9
 def test_update_rule_cells(run_cell):
     ns = run_cell("""
         from cs231n.optim import sgd_momentum
