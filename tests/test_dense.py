@@ -71,3 +71,21 @@ def test_tall_float32_weight_gradient_equals_float64_product(shape, split):
     hlo = jax.jit(jax.grad(lambda w: jnp.sum(jc.affine(f32[0], w, f32[2]) * g))).lower(
         f32[1]).as_text()
     assert ("optimization_barrier" in hlo) == (split and jax.default_backend() == "cpu")
+
+
+def test_tall_float32_weight_gradient_under_transforms():
+    """The split dw form under grad-of-grad, jvp-of-grad and vmap equals the twin's."""
+    x, w = (jnp.asarray(randn(i, *s), jnp.float32) for i, s in enumerate([(40, 48), (48, 5)]))
+    b = jnp.zeros(5, jnp.float32)
+    ours = lambda w, x=x: jnp.sum(jnp.tanh(jc.affine(x, w, b)))              # noqa: E731
+    twin = lambda w, x=x: jnp.sum(jnp.tanh(jc.reference.affine(x, w, b)))    # noqa: E731
+    v = jnp.asarray(randn(2, 48, 5), jnp.float32)
+    want = jax.jvp(jax.grad(twin), (w,), (v,))[1]
+    scale = float(jnp.abs(want).max())
+    for got in (jax.jvp(jax.grad(ours), (w,), (v,))[1],
+                jax.grad(lambda w: jnp.vdot(jax.grad(ours)(w), v))(w)):
+        np.testing.assert_allclose(got, want, atol=1e-5 * scale)
+    xs = jnp.stack([x, -2 * x])
+    per_x = jax.vmap(lambda x: jax.grad(ours)(w, x))(xs)
+    np.testing.assert_allclose(per_x, jax.vmap(lambda x: jax.grad(twin)(w, x))(xs),
+                               atol=1e-5 * float(jnp.abs(per_x).max()))
