@@ -124,11 +124,12 @@ def _svm_primal(c: LossConfig, scores, y):
 
 def _svm_bwd(c: LossConfig, residuals, g):
     active, y, valid = residuals
-    acc = valid.dtype
-    counts = active.sum(axis=1, keepdims=True).astype(acc)
-    is_label = jnp.arange(active.shape[1]) == y[:, None]
-    per_row = active.astype(acc) - jnp.where(is_label, counts, 0)
-    return per_row * (g.astype(acc) * valid / active.shape[0]), None
+    scale = g.astype(valid.dtype) * valid / active.shape[0]
+    # 0 * valid: NaN everywhere when a label is out of range, as the loss is. The
+    # label column gets minus the row's sum by a scatter-add: counting the mask per
+    # row instead (an integer reduction on XLA:CPU) made the backward 1.5x autodiff's.
+    ds = jnp.where(active, scale, 0 * valid)
+    return ds.at[jnp.arange(ds.shape[0]), y].add(-ds.sum(axis=1), mode="drop"), None
 
 
 _svm_loss = custom_vjp_op(_svm_primal, _svm_fwd, _svm_bwd)
