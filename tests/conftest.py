@@ -1,5 +1,6 @@
-"""Test configuration: float64 everywhere (the gradient checks need it), and the
-PyTorch cross-checks fail instead of skipping when JAXCONV_REQUIRE_TORCH=1."""
+"""Test configuration: float64 everywhere (the gradient checks need it), the PyTorch
+cross-checks fail instead of skipping when JAXCONV_REQUIRE_TORCH=1, and Hypothesis
+draws the same examples on every run."""
 import os
 import sys
 import textwrap
@@ -7,10 +8,20 @@ import types
 
 import jax
 import pytest
+from hypothesis import settings
 
 import jaxconv.compat.cs231n as compat
 
 jax.config.update("jax_enable_x64", True)
+
+# Derandomized: a suite that passed passes again. XLA:CPU (jaxlib 0.10.2) aborts the
+# whole process compiling the gradient of some float64 strided convolutions (README,
+# "Known XLA issue"; about 1 in 500 drawn geometries): with fresh draws every run, CI
+# would die now and then on a bug that is not jaxconv's. JAXCONV_HYPOTHESIS_RANDOM=1
+# draws fresh examples, to explore.
+settings.register_profile(
+    "jaxconv", derandomize=os.environ.get("JAXCONV_HYPOTHESIS_RANDOM") != "1")
+settings.load_profile("jaxconv")
 
 
 @pytest.fixture(scope="session")
