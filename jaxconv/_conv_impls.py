@@ -79,11 +79,27 @@ def _xla_input_grad(c, g, w):
     lhs, rhs, out = lay.dimension_numbers
     pads = [(d * (k - 1) - lo, d * (k - 1) - hi + r) for k, d, (lo, hi), r in
             zip(win.kernel, win.dilation, win.pad, win.remainder)]
-    return lax.conv_general_dilated(
-        g, lax.rev(w, lay.weight_spatial_axes), (1,) * win.ndim, pads,
-        lhs_dilation=win.stride, rhs_dilation=win.dilation,
+    conv = functools.partial(
+        lax.conv_general_dilated, rhs=lax.rev(w, lay.weight_spatial_axes),
+        window_strides=(1,) * win.ndim, rhs_dilation=win.dilation,
         dimension_numbers=lax.ConvDimensionNumbers(out, _swap(rhs), lhs),
         feature_group_count=c.groups)
+    spread = functools.partial(conv, padding=pads, lhs_dilation=win.stride)
+    if g.dtype != jnp.float64 or all(s == 1 for s in win.stride):
+        return spread(g)
+    return lax.platform_dependent(g, cpu=functools.partial(_spread_by_pad, conv, lay, win, pads),
+                                  default=spread)
+
+
+def _spread_by_pad(conv, lay, win, pads, g):
+    """float64 on XLA:CPU: g spread and padded by ``lax.pad`` (interior padding), then a
+    plain convolution. jaxlib 0.10.2's XLA:CPU aborts the process compiling some float64
+    ``lhs_dilation`` convolutions (README, "Known XLA issue"); this form is the same
+    sums and compiles."""
+    config = [(0, 0, 0)] * g.ndim
+    for axis, (lo, hi), s in zip(lay.spatial_axes, pads, win.stride):
+        config[axis] = (lo, hi, s - 1)
+    return conv(lax.pad(g, jnp.zeros((), g.dtype), config), padding=[(0, 0)] * win.ndim)
 
 
 def _xla_weight_grad(c, x, g):

@@ -15,10 +15,10 @@ import jaxconv.compat.cs231n as compat
 jax.config.update("jax_enable_x64", True)
 
 # Derandomized: a suite that passed passes again. XLA:CPU (jaxlib 0.10.2) aborts the
-# whole process compiling the gradient of some float64 strided convolutions (README,
-# "Known XLA issue"; about 1 in 500 drawn geometries): with fresh draws every run, CI
-# would die now and then on a bug that is not jaxconv's. JAXCONV_HYPOTHESIS_RANDOM=1
-# draws fresh examples, to explore.
+# whole process compiling JAX's own gradient of some float64 strided convolutions
+# (README, "Known XLA issue"; about 1 in 500 drawn geometries), which the twin oracles
+# use: with fresh draws every run, CI would die now and then on a bug that is not
+# jaxconv's. JAXCONV_HYPOTHESIS_RANDOM=1 draws fresh examples, to explore.
 settings.register_profile(
     "jaxconv", derandomize=os.environ.get("JAXCONV_HYPOTHESIS_RANDOM") != "1")
 settings.load_profile("jaxconv")

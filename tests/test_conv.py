@@ -1,5 +1,6 @@
 """conv2d specifics: rows no window reaches get exactly zero gradient, hand-worked
 and NumPy-loop oracles (exact, in float64), accepted spellings."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -120,3 +121,27 @@ def test_valid_spellings_are_accepted():
     np.testing.assert_array_equal(jc.max_pool2d(x, pool=np.int64(2)), jc.max_pool2d(x, pool=(2, 2)))
     # Python lists as data are arrays too (SPEC: NumPy or JAX arrays in)
     assert jc.avg_pool2d(x.tolist(), pool=3).shape == (1, 2, 2, 2)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_float64_strided_input_gradient_that_aborts_xla_cpu(layout):
+    """jaxlib 0.10.2's XLA:CPU aborts the process compiling this float64 dx as an
+    ``lhs_dilation`` convolution (README, "Known XLA issue"); the xla impl spreads g by
+    ``lax.pad`` there. Oracle: central differences of the forward (which compiles)."""
+    x, w = randn(0, 1, 2, 5, 4), randn(1, 4, 1, 4, 2)
+    if layout == "NHWC":
+        x, w = to_nhwc(x), to_hwio(w)
+    u = randn(2, 1, 4, 3, 3) if layout == "NCHW" else to_nhwc(randn(2, 1, 4, 3, 3))
+
+    def loss(x):
+        out = jc.conv2d(x, w, stride=2, pad=((2, 2), (1, 1)), groups=2, layout=layout,
+                        impl="xla")
+        return jnp.sum(out * u)
+
+    dx = jax.jit(jax.grad(loss))(x)
+    h, numerical = 1e-6, np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        numerical[i] = (loss(x + e) - loss(x - e)) / (2 * h)
+    np.testing.assert_allclose(dx, numerical, rtol=1e-7, atol=1e-9)
