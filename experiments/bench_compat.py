@@ -11,8 +11,10 @@
    tests/cs231n_client on jaxconv and on NumPy.
 3. The notebook's small overfitting run (FullyConnectedNet [100, 100], 50 samples of
    3x32x32, sgd, 20 epochs, batch 25), through the client's Solver.
-4. Real-size Solver steps: ThreeLayerConvNet (3, 32, 32) batch 50 with adam, and
-   FullyConnectedNet [100, 100] batch 200, float32 parameters.
+4. Real-size Solver steps with adam, float32 parameters: ThreeLayerConvNet (3, 32, 32)
+   batch 50, and the FullyConnectedNets of the notebooks: [100, 100] batch 200, [100] x 5
+   batch 100 (update rules), [100] x 5 with batch norm batch 50 (BatchNormalization),
+   [500, 500] with dropout batch 100 (Dropout).
 
 Variants are interleaved round by round; the tables give medians of CPU time
 (time.process_time) next to wall time, and the median of the per-round ratios.
@@ -142,31 +144,43 @@ def overfit_run(classes):
                       verbose=False).train()
 
 
-def solver_steps(classes, model_name):
+# The real-size Solver steps: the ThreeLayerConvNet of ConvolutionalNetworks.ipynb and the
+# FullyConnectedNets of the FullyConnectedNets / BatchNormalization / Dropout notebooks.
+SOLVER_STEPS = {
+    "Solver step ThreeLayerConvNet batch 50 adam": ("ThreeLayerConvNet", {}, 50),
+    "Solver step FullyConnectedNet [100, 100] batch 200 adam": (
+        "FullyConnectedNet", {"hidden_dims": [100, 100]}, 200),
+    "Solver step FullyConnectedNet [100] x 5 batch 100 adam": (
+        "FullyConnectedNet", {"hidden_dims": [100] * 5}, 100),
+    "Solver step FullyConnectedNet [100] x 5 batchnorm batch 50 adam": (
+        "FullyConnectedNet", {"hidden_dims": [100] * 5, "normalization": "batchnorm"}, 50),
+    "Solver step FullyConnectedNet [500, 500] dropout 0.75 batch 100 adam": (
+        "FullyConnectedNet", {"hidden_dims": [500, 500], "dropout_keep_ratio": 0.75}, 100),
+}
+
+
+def solver_steps(classes, label):
+    model_name, kwargs, batch = SOLVER_STEPS[label]
     rng = np.random.RandomState(0)
     n = 400
     data = {"X_train": rng.randn(n, 3, 32, 32), "y_train": rng.randint(10, size=n),
             "X_val": rng.randn(10, 3, 32, 32), "y_val": rng.randint(10, size=10)}
     np.random.seed(0)
-    if model_name == "ThreeLayerConvNet":
-        model, batch = classes["ThreeLayerConvNet"](weight_scale=1e-2), 50
-    else:
-        model, batch = classes["FullyConnectedNet"]([100, 100], weight_scale=1e-2), 200
+    model = classes[model_name](weight_scale=1e-2, **kwargs)
     solver = classes["Solver"](model, data, update_rule="adam", batch_size=batch, verbose=False,
                                optim_config={"learning_rate": 1e-3})
     return solver._step
 
 
-def client_cases(classes_by_variant, rounds):
+def client_cases(classes_by_variant, rounds, steps=tuple(SOLVER_STEPS)):
     out = {}
     out["ThreeLayerConvNet gradient-check cell"] = interleaved(
         {k: (lambda c=c: gradient_check_cell(c)) for k, c in classes_by_variant.items()}, 1, rounds)
     out["overfit 50 samples, FullyConnectedNet, 20 epochs"] = interleaved(
         {k: (lambda c=c: overfit_run(c)) for k, c in classes_by_variant.items()}, 1, rounds)
-    for model_name, label in (("ThreeLayerConvNet", "Solver step ThreeLayerConvNet batch 50 adam"),
-                              ("FullyConnectedNet", "Solver step FullyConnectedNet batch 200 adam")):
-        steps = {k: solver_steps(c, model_name) for k, c in classes_by_variant.items()}
-        out[label] = interleaved(steps, 5, rounds)
+    for label in steps:
+        variants = {k: solver_steps(c, label) for k, c in classes_by_variant.items()}
+        out[label] = interleaved(variants, 5, rounds)
     return out
 
 
@@ -184,7 +198,7 @@ sys.path[:0] = [sys.argv[1]]
 import numpy as np
 import jaxconv.compat.cs231n as flat
 import _cs231n_numpy as N
-from experiments_bench_compat import per_call, client_cases, classes_on
+from experiments_bench_compat import per_call, client_cases, classes_on, SOLVER_STEPS
 # CS231n's layer_utils sandwiches, built on the compat layer of before
 utils = types.ModuleType("before_layer_utils")
 utils.__dict__.update({k: getattr(flat, k) for k in dir(flat) if not k.startswith("_")})
@@ -199,7 +213,7 @@ if sys.argv[4] == "1":
     result["client"] = client_cases(
         {"before": classes_on({"layers": "before_layer_utils", "optim": "before_layer_utils"}),
          "numpy": classes_on({"layers": "_cs231n_numpy", "optim": "_cs231n_numpy"})},
-        int(sys.argv[5]))
+        int(sys.argv[5]), steps=list(SOLVER_STEPS)[:2])   # what its layer_utils stand-in has
 print("JSON" + json.dumps(result))
 """
 

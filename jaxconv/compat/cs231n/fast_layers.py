@@ -4,7 +4,9 @@
 does: the fast layers, the im2col helpers (CS231n's module star-imports ``im2col``)
 and ``np``. No Cython extension is needed.
 
-* ``conv_forward_fast``/``conv_forward_strides``: ``jc.conv2d(impl="xla")``;
+* ``conv_forward_fast``/``conv_forward_strides``: ``jc.conv2d(impl="auto")``, jaxconv's
+  default (the native C++ kernels on a CPU where they are built, XLA's convolution
+  elsewhere);
   ``conv_forward_im2col``: ``impl="im2col"`` (patch matrix + one matmul). Their caches
   are ``(x, w, b, conv_param)`` (read-only copies) carrying the op's residuals, where
   CS231n's also keep the patch matrix; a cache from one works with any backward here.
@@ -30,14 +32,14 @@ __all__ = [
 
 
 def conv_forward_strides(x, w, b, conv_param):
-    """As :func:`~jaxconv.compat.cs231n.layers.conv_forward_naive`, computed by XLA's
-    convolution (``impl="xla"``); same numbers up to float rounding."""
-    return _layers.conv_forward(x, w, b, conv_param, "xla")
+    """As :func:`~jaxconv.compat.cs231n.layers.conv_forward_naive`, computed by jaxconv's
+    default convolution (``impl="auto"``); same numbers up to float rounding."""
+    return _layers.conv_forward(x, w, b, conv_param, "auto")
 
 
 def conv_backward_strides(dout, cache):
-    """``(dx, dw, db)`` by the xla impl's hand rule (two convolutions)."""
-    return _layers.conv_backward(dout, cache, "xla")
+    """``(dx, dw, db)`` by the hand rule of the impl the forward ran (two convolutions)."""
+    return _layers.conv_backward(dout, cache, "auto")
 
 
 def conv_forward_im2col(x, w, b, conv_param):

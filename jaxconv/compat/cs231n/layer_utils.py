@@ -37,7 +37,7 @@ __all__ = sorted(set(_layers.__all__) | set(_fast.__all__)
 # --- the composed functions (static hyperparameters by keyword) -----------------------------
 
 def _conv(x, w, b, stride, pad):
-    return jc.conv2d(x, w, b, stride=stride, pad=pad, impl="xla")
+    return jc.conv2d(x, w, b, stride=stride, pad=pad, impl="auto")
 
 
 def _pool(a, pool, pool_stride):
