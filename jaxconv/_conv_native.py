@@ -2,13 +2,25 @@
 
 ``native``: the C++ kernels of :mod:`jaxconv._native` as a ``_conv_impls``
 triple over the static config ``c``: forward ``F(x, w)``, input_grad ``I(g, w)``
-and weight_grad ``W(x, g)``, each one FFI call. They cover 1-D and 2-D
-convolutions (1-D runs as 2-D with a height of 1) in float32 and float64, both
-layouts, any stride, dilation, per-side padding and groups; conv and
-conv_transpose alike, to any order of reverse differentiation (the ops of
-``_conv_impls`` differentiate each kernel into the other two). 3-D convolutions
-are an error with ``impl="native"``; bfloat16/float16 run the float32 kernels
+and weight_grad ``W(x, g)``, each one FFI call. They cover 1-D, 2-D and 3-D
+convolutions in float32 and float64, both layouts, any stride, dilation,
+per-side padding and groups; conv and conv_transpose alike, to any order of
+reverse differentiation (the ops of ``_conv_impls`` differentiate each kernel
+into the other two). 1-D runs as 2-D with a height of 1; 3-D as one 2-D kernel
+call per depth tap ``kd`` on the depth-strided slices of the input, the output
+depths merged into the batch (below). bfloat16/float16 run the float32 kernels
 (``impl="auto"`` leaves them to XLA).
+
+3-D by depth taps (depth stride ``s``, dilation ``d``, low pad ``lo``, ``D_o``
+output depths; ``xp`` x padded in depth; ``F2``, ``I2``, ``W2`` the 2-D kernels over
+height and width, with the output depths ``o`` as batch)::
+
+    F(x, w)[:, :, o]           = sum_kd F2(xp[:, :, s o + d kd], w[:, :, kd])
+    I(g, w)[:, :, s o + d kd] += I2(g[:, :, o], w[:, :, kd])     (then cropped by the pads)
+    W(x, g)[:, :, kd]          = W2(xp[:, :, s o + d kd], g[:, :, o])   (summed over o too)
+
+the three sums of the 3-D definitions (``_conv_impls``) with the depth sum taken
+outside the kernel: the same three bilinear maps, so the rules below still hold.
 
 ``auto`` (the default): ``native`` where it covers the case and the extension is
 built, else ``xla``. The choice between the two is made per platform by
@@ -35,7 +47,7 @@ DTYPES = (jnp.float32, jnp.float64)
 
 def covers(layout, dtype) -> bool:
     """Whether the native kernels can run this convolution."""
-    return layout.ndim in (1, 2) and any(dtype == d for d in DTYPES)
+    return layout.ndim in (1, 2, 3) and any(dtype == d for d in DTYPES)
 
 
 def resolve(op: str, impl: str, layout, dtype) -> str:
@@ -46,24 +58,26 @@ def resolve(op: str, impl: str, layout, dtype) -> str:
         return impl
     _native.require(op)
     _native.require_cpu(op)
-    if layout.ndim not in (1, 2):
-        raise ValueError(f"{op}: impl='native' covers 1-D and 2-D convolutions, got a "
+    if layout.ndim not in (1, 2, 3):
+        raise ValueError(f"{op}: impl='native' covers 1-D, 2-D and 3-D convolutions, got a "
                          f"{layout.ndim}-D one (layout={layout.name!r}); use impl='auto' or 'xla'")
     return impl
 
 
 def _geometry(c):
-    """The 2-D geometry keywords of :mod:`_native` (a 1-D conv gets height 1)."""
+    """The 2-D geometry keywords of :mod:`_native`: a 1-D conv gets height 1, a 3-D
+    one its height and width (the depth is summed outside the kernels)."""
     win, one = c.window, (c.window.ndim == 1)
-    lift = (lambda t, v: (v, *t)) if one else (lambda t, v: tuple(t))
+    lift = (lambda t, v: (v, *t)) if one else (lambda t, v: tuple(t)[-2:])
     return dict(stride=lift(win.stride, 1), dilation=lift(win.dilation, 1),
                 padding=lift(win.pad, (0, 0)), groups=c.groups,
                 layout="NCHW" if c.layout.channels_first else "NHWC")
 
 
 def _lift(c, a, weight=False):
-    """Insert the height-1 axis of a 1-D image or weight (nothing for 2-D)."""
-    if c.window.ndim == 2:
+    """Insert the height-1 axis of a 1-D image or weight (nothing for 2-D, or for the
+    2-D pieces of a 3-D one)."""
+    if c.window.ndim != 1:
         return a
     if weight:
         return a[:, :, None, :] if c.layout.channels_first else a[None]
@@ -71,7 +85,7 @@ def _lift(c, a, weight=False):
 
 
 def _drop(c, a, weight=False):
-    if c.window.ndim == 2:
+    if c.window.ndim != 1:
         return a
     if weight:
         return a[:, :, 0, :] if c.layout.channels_first else a[0]
@@ -79,7 +93,7 @@ def _drop(c, a, weight=False):
 
 
 def _size2(c, sizes):
-    return (1, *sizes) if c.window.ndim == 1 else tuple(sizes)
+    return (1, *sizes) if c.window.ndim == 1 else tuple(sizes)[-2:]
 
 
 def _in_float32(kernel):
@@ -93,23 +107,103 @@ def _in_float32(kernel):
     return run
 
 
-@_in_float32
-def forward(c, x, w):
+def _forward2(c, x, w):
     return _drop(c, _native.forward(_lift(c, x), _lift(c, w, True), **_geometry(c)))
 
 
-@_in_float32
-def input_grad(c, g, w):
+def _input_grad2(c, g, w):
     dx = _native.input_grad(_lift(c, g), _lift(c, w, True), x_hw=_size2(c, c.window.in_size),
                             **_geometry(c))
     return _drop(c, dx)
 
 
-@_in_float32
-def weight_grad(c, x, g):
+def _weight_grad2(c, x, g):
     dw = _native.weight_grad(_lift(c, x), _lift(c, g), window=_size2(c, c.window.kernel),
                              **_geometry(c))
     return _drop(c, dw, True)
+
+
+# --- 3-D: one 2-D kernel call per depth tap (module docstring) ------------------------
+
+class _Depth:
+    """The depth geometry of a 3-D config, images held depth-major: (N, D, C, H, W)
+    channels-first (moved there), (N, D, H, W, C) channels-last (as they are)."""
+
+    def __init__(self, c):
+        win = c.window
+        self.c, self.first = c, c.layout.channels_first
+        self.lo, self.taps = win.pad[0][0], win.kernel[0]
+        self.stride, self.dilation, self.out = win.stride[0], win.dilation[0], win.out_size[0]
+        # the high pad that ends the padded depth at the last window's end (the
+        # window's own high pad less what no window reads, or more for an overhang)
+        self.hi = (self.out - 1) * self.stride + win.span[0] - self.lo - win.in_size[0]
+
+    def major(self, a):
+        return jnp.moveaxis(a, 2, 1) if self.first else a
+
+    def minor(self, a):
+        return jnp.moveaxis(a, 1, 2) if self.first else a
+
+    def pad(self, a, lo, hi, interior=0):
+        config = [(0, 0, 0)] * a.ndim
+        config[1] = (lo, hi, interior)
+        return lax.pad(a, jnp.zeros((), a.dtype), config)
+
+    def tap_slices(self, x):
+        """Per depth tap kd, (N D_o, ...) of the padded x at depths s o + d kd."""
+        xp = self.pad(self.major(x), self.lo, self.hi)
+        span = (self.out - 1) * self.stride + 1
+        for kd in range(self.taps):
+            start = kd * self.dilation
+            part = lax.slice_in_dim(xp, start, start + span, self.stride, axis=1)
+            yield part.reshape(-1, *part.shape[2:])
+
+    def weight_tap(self, w, kd):
+        return w[:, :, kd] if self.first else w[kd]
+
+    def batch(self, a):
+        """g (N, F, D_o, ...) as (N D_o, F, ...)."""
+        a = self.major(a)
+        return a.reshape(-1, *a.shape[2:])
+
+    def unbatch(self, a, n):
+        return a.reshape(n, self.out, *a.shape[1:])
+
+
+@_in_float32
+def forward(c, x, w):
+    if c.window.ndim < 3:
+        return _forward2(c, x, w)
+    depth = _Depth(c)
+    parts = [_forward2(c, part, depth.weight_tap(w, kd))
+             for kd, part in enumerate(depth.tap_slices(x))]
+    return depth.minor(depth.unbatch(sum(parts[1:], parts[0]), x.shape[0]))
+
+
+@_in_float32
+def input_grad(c, g, w):
+    if c.window.ndim < 3:
+        return _input_grad2(c, g, w)
+    depth = _Depth(c)
+    gb = depth.batch(g)
+    span, padded = (depth.out - 1) * depth.stride + 1, None
+    reach = depth.lo + c.window.in_size[0] + depth.hi
+    for kd in range(depth.taps):
+        part = depth.unbatch(_input_grad2(c, gb, depth.weight_tap(w, kd)), g.shape[0])
+        start = kd * depth.dilation      # spread to depths s o + d kd of the padded input
+        part = depth.pad(part, start, reach - start - span, depth.stride - 1)
+        padded = part if padded is None else padded + part
+    return depth.minor(depth.pad(padded, -depth.lo, -depth.hi))
+
+
+@_in_float32
+def weight_grad(c, x, g):
+    if c.window.ndim < 3:
+        return _weight_grad2(c, x, g)
+    depth = _Depth(c)
+    gb = depth.batch(g)
+    taps = [_weight_grad2(c, part, gb) for part in depth.tap_slices(x)]
+    return jnp.stack(taps, axis=2 if depth.first else 0)
 
 
 def _closed(fwd, dx, dw):

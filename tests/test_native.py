@@ -185,7 +185,7 @@ def test_without_the_extension_native_is_a_clear_error_and_auto_is_xla():
     assert "conv2d: impl='native'" in out.stdout and "pip install -e ." in out.stdout
 
 
-# --- the native impl of the conv family (conv, conv_transpose; 1-D and 2-D) -------------
+# --- the native impl of the conv family (conv, conv_transpose; 1-D, 2-D and 3-D) --------
 
 def _grads(op, args, g):
     out, pullback = jax.vjp(op, *args)
@@ -199,6 +199,13 @@ FAMILY = [  # (op, x shape, w shape, hyperparameters); weights in the op's own l
     (jaxconv.conv1d, (3, 10, 4), (3, 4, 5), dict(stride=2, pad=(1, 2), layout="NWC")),
     (jaxconv.conv_transpose2d, (2, 4, 5, 5), (4, 3, 3, 3), dict(stride=2, pad=1, output_pad=1)),
     (jaxconv.conv_transpose1d, (2, 4, 6), (4, 2, 3), dict(stride=3, groups=2, dilation=2)),
+    # 3-D: one 2-D kernel call per depth tap (depth stride, dilation, pads, groups)
+    (jaxconv.conv3d, (2, 4, 9, 6, 7), (6, 2, 3, 2, 3),
+     dict(stride=(2, 1, 2), pad=((2, 1), (0, 1), (1, 1)), dilation=(2, 1, 1), groups=2)),
+    (jaxconv.conv3d, (2, 7, 5, 6, 3), (2, 3, 3, 3, 4), dict(stride=3, pad="SAME", layout="NDHWC")),
+    (jaxconv.conv3d, (1, 2, 4, 5, 5), (3, 2, 4, 1, 2), dict(pad=((3, 0), (0, 0), (1, 0)))),
+    (jaxconv.conv_transpose3d, (2, 4, 5, 4, 3), (4, 3, 3, 2, 3),
+     dict(stride=(2, 3, 1), pad=1, output_pad=(1, 2, 0), dilation=(1, 1, 2))),
 ]
 
 
@@ -229,6 +236,41 @@ def test_native_conv2d_matches_torch(native, torch):
     assert _max_rel(out, t_out.detach().numpy()) < 1e-10
     for got, t in zip(grads, (tx, tw, tb)):
         assert _max_rel(got, t.grad.numpy()) < 1e-10
+
+
+@pytest.mark.parametrize("name", ["conv3d", "conv_transpose3d"])
+def test_native_3d_matches_torch(native, torch, name):
+    rng = np.random.default_rng(7)
+    transpose = name == "conv_transpose3d"
+    x, b = rng.standard_normal((2, 4, 7, 5, 6)), rng.standard_normal(6)
+    w = rng.standard_normal((4, 3, 3, 2, 3) if transpose else (6, 2, 3, 2, 3))
+    hyper = dict(stride=(2, 1, 2), pad=(1, 0, 2), dilation=(2, 1, 1), groups=2)
+    extra = dict(output_pad=(1, 0, 1)) if transpose else {}
+    out, vjp = jax.vjp(lambda *a: getattr(jaxconv, name)(*a, **hyper, **extra, impl="native"),
+                       x, w, b)
+    g = rng.standard_normal(out.shape)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    torch_op = getattr(torch.nn.functional, name)
+    t_out = torch_op(tx, tw, tb, stride=(2, 1, 2), padding=(1, 0, 2), dilation=(2, 1, 1),
+                     groups=2, **({"output_padding": (1, 0, 1)} if transpose else {}))
+    t_out.backward(torch.tensor(g))
+    assert _max_rel(out, t_out.detach().numpy()) < 1e-10
+    for got, t in zip(vjp(g), (tx, tw, tb)):
+        assert _max_rel(got, t.grad.numpy()) < 1e-10
+
+
+def test_native_3d_grad_of_grad(native):
+    """Reverse over reverse through the 3-D composition (each depth-tap kernel's rules)."""
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 3, 6, 5, 5)), rng.standard_normal((4, 3, 3, 2, 3))
+
+    def grad_norm(impl, w):
+        loss = lambda w: (jnp.tanh(jaxconv.conv3d(x, w, stride=(2, 1, 2), pad=1, impl=impl))
+                          ** 2).sum()
+        return (jax.grad(loss)(w) ** 2).sum()
+
+    run = jax.jit(jax.grad(grad_norm, 1), static_argnums=0)
+    assert _max_rel(run("native", w), run("xla", w)) < 1e-10
 
 
 def test_native_conv_under_transforms(native):
@@ -276,9 +318,10 @@ def test_native_traced_for_a_gpu_is_a_clear_error(native, monkeypatch):
     jax.jit(lambda x, w: jaxconv.conv2d(x, w, impl="native")).lower(x, w)   # fixture: CPU
 
 
-def test_native_covers_1d_2d_and_half_precision_only_explicitly(native):
-    with pytest.raises(ValueError, match=r"conv3d: impl='native' covers 1-D and 2-D"):
-        jaxconv.conv3d(np.ones((1, 1, 3, 3, 3)), np.ones((1, 1, 2, 2, 2)), impl="native")
+def test_native_covers_1d_to_3d_and_half_precision_only_explicitly(native):
+    x3, w3 = np.ones((1, 1, 4, 3, 3), np.float32), np.ones((1, 1, 2, 2, 2), np.float32)
+    lowered = jax.jit(lambda x, w: jaxconv.conv3d(x, w, stride=(2, 1, 1))).lower(x3, w3)
+    assert lowered.as_text().count("jaxconv_conv_forward") == 2   # auto: one per depth tap
     # bfloat16 with impl="native": the float32 kernels, rounded back once (vs XLA in float32)
     xb = jnp.asarray(np.arange(9.0).reshape(1, 1, 3, 3) / 8, jnp.bfloat16)
     wb = jnp.asarray([[[[0.5, -1.0], [0.25, 2.0]]]], jnp.bfloat16)
