@@ -170,39 +170,40 @@ class _Depth:
         return a.reshape(n, self.out, *a.shape[1:])
 
 
-@_in_float32
-def forward(c, x, w):
-    if c.window.ndim < 3:
-        return _forward2(c, x, w)
-    depth = _Depth(c)
-    parts = [_forward2(c, part, depth.weight_tap(w, kd))
+def _by_depth_taps(kernel2):
+    """The kernel: ``kernel2`` for 1-D and 2-D configs, the decorated sum over depth
+    taps (given the config's :class:`_Depth`) for 3-D ones."""
+    def decorate(kernel3):
+        @functools.wraps(kernel3)
+        def run(c, a, b):
+            return kernel2(c, a, b) if c.window.ndim < 3 else kernel3(_Depth(c), a, b)
+        return _in_float32(run)
+    return decorate
+
+
+@_by_depth_taps(_forward2)
+def forward(depth, x, w):
+    parts = [_forward2(depth.c, part, depth.weight_tap(w, kd))
              for kd, part in enumerate(depth.tap_slices(x))]
     return depth.minor(depth.unbatch(sum(parts[1:], parts[0]), x.shape[0]))
 
 
-@_in_float32
-def input_grad(c, g, w):
-    if c.window.ndim < 3:
-        return _input_grad2(c, g, w)
-    depth = _Depth(c)
-    gb = depth.batch(g)
-    span, padded = (depth.out - 1) * depth.stride + 1, None
-    reach = depth.lo + c.window.in_size[0] + depth.hi
+@_by_depth_taps(_input_grad2)
+def input_grad(depth, g, w):
+    gb, span = depth.batch(g), (depth.out - 1) * depth.stride + 1
+    reach = depth.lo + depth.c.window.in_size[0] + depth.hi     # the padded input's depth
+    padded = 0
     for kd in range(depth.taps):
-        part = depth.unbatch(_input_grad2(c, gb, depth.weight_tap(w, kd)), g.shape[0])
+        part = depth.unbatch(_input_grad2(depth.c, gb, depth.weight_tap(w, kd)), g.shape[0])
         start = kd * depth.dilation      # spread to depths s o + d kd of the padded input
-        part = depth.pad(part, start, reach - start - span, depth.stride - 1)
-        padded = part if padded is None else padded + part
+        padded = padded + depth.pad(part, start, reach - start - span, depth.stride - 1)
     return depth.minor(depth.pad(padded, -depth.lo, -depth.hi))
 
 
-@_in_float32
-def weight_grad(c, x, g):
-    if c.window.ndim < 3:
-        return _weight_grad2(c, x, g)
-    depth = _Depth(c)
+@_by_depth_taps(_weight_grad2)
+def weight_grad(depth, x, g):
     gb = depth.batch(g)
-    taps = [_weight_grad2(c, part, gb) for part in depth.tap_slices(x)]
+    taps = [_weight_grad2(depth.c, part, gb) for part in depth.tap_slices(x)]
     return jnp.stack(taps, axis=2 if depth.first else 0)
 
 
