@@ -64,14 +64,50 @@ def resolve(op: str, impl: str, layout, dtype) -> str:
     return impl
 
 
+def _size2(c, sizes, one=1):
+    """Per-dim values of the kernels' two dims: a 1-D conv gets a height of ``one``, a
+    3-D one keeps height and width (the depth is summed outside the kernels)."""
+    return (one, *sizes) if c.window.ndim == 1 else tuple(sizes)[-2:]
+
+
+def _fit(c):
+    """``(pads, crops)`` of the kernels' two dims. The kernels count the windows that
+    fit in ``lo + size + hi``; where conv_transpose's output_pad reaches a whole stride
+    the window has fewer, so they get the window's ``fit_pad`` (the high pad less the
+    whole strides no window reads), and a high pad that this makes negative as rows of
+    x cropped instead (rows no window reads: their dx is zero)."""
+    fitted = _size2(c, c.window.fit_pad, (0, 0))
+    return tuple((lo, max(hi, 0)) for lo, hi in fitted), tuple(max(-hi, 0) for _, hi in fitted)
+
+
 def _geometry(c):
-    """The 2-D geometry keywords of :mod:`_native`: a 1-D conv gets height 1, a 3-D
-    one its height and width (the depth is summed outside the kernels)."""
-    win, one = c.window, (c.window.ndim == 1)
-    lift = (lambda t, v: (v, *t)) if one else (lambda t, v: tuple(t)[-2:])
-    return dict(stride=lift(win.stride, 1), dilation=lift(win.dilation, 1),
-                padding=lift(win.pad, (0, 0)), groups=c.groups,
+    """The 2-D geometry keywords of :mod:`_native`."""
+    win = c.window
+    return dict(stride=_size2(c, win.stride), dilation=_size2(c, win.dilation),
+                padding=_fit(c)[0], groups=c.groups,
                 layout="NCHW" if c.layout.channels_first else "NHWC")
+
+
+def _spatial2(c, a, edit):
+    """``a`` (a lifted image) after ``edit(a, axis, crop)`` for each kernel dim with a crop."""
+    first = 2 if c.layout.channels_first else 1
+    for k, crop in enumerate(_fit(c)[1]):
+        if crop:
+            a = edit(a, first + k, crop)
+    return a
+
+
+def _crop(c, x):
+    return _spatial2(c, x, lambda a, axis, crop: lax.slice_in_dim(a, 0, a.shape[axis] - crop,
+                                                                   axis=axis))
+
+
+def _uncrop(c, dx):
+    def pad(a, axis, crop):
+        config = [(0, 0, 0)] * a.ndim
+        config[axis] = (0, crop, 0)
+        return lax.pad(a, jnp.zeros((), a.dtype), config)
+    return _spatial2(c, dx, pad)
 
 
 def _lift(c, a, weight=False):
@@ -92,10 +128,6 @@ def _drop(c, a, weight=False):
     return a[:, :, 0, :] if c.layout.channels_first else a[:, 0, :, :]
 
 
-def _size2(c, sizes):
-    return (1, *sizes) if c.window.ndim == 1 else tuple(sizes)[-2:]
-
-
 def _in_float32(kernel):
     """bfloat16/float16 operands run the float32 kernels, the result rounded back once
     (as XLA:CPU computes a half-precision convolution)."""
@@ -108,18 +140,18 @@ def _in_float32(kernel):
 
 
 def _forward2(c, x, w):
-    return _drop(c, _native.forward(_lift(c, x), _lift(c, w, True), **_geometry(c)))
+    return _drop(c, _native.forward(_crop(c, _lift(c, x)), _lift(c, w, True), **_geometry(c)))
 
 
 def _input_grad2(c, g, w):
-    dx = _native.input_grad(_lift(c, g), _lift(c, w, True), x_hw=_size2(c, c.window.in_size),
-                            **_geometry(c))
-    return _drop(c, dx)
+    x_hw = tuple(n - crop for n, crop in zip(_size2(c, c.window.in_size), _fit(c)[1]))
+    dx = _native.input_grad(_lift(c, g), _lift(c, w, True), x_hw=x_hw, **_geometry(c))
+    return _drop(c, _uncrop(c, dx))
 
 
 def _weight_grad2(c, x, g):
-    dw = _native.weight_grad(_lift(c, x), _lift(c, g), window=_size2(c, c.window.kernel),
-                             **_geometry(c))
+    dw = _native.weight_grad(_crop(c, _lift(c, x)), _lift(c, g),
+                             window=_size2(c, c.window.kernel), **_geometry(c))
     return _drop(c, dw, True)
 
 

@@ -8,11 +8,12 @@ with "xla" in the other, so each impl meets both layouts across the table.
 """
 import numpy as np
 
-from jaxconv import _conv, reference
+from jaxconv import _conv, _native, reference
 from jaxconv._geometry import LAYOUTS
 from jaxconv._registry import Bench, Case, Invalid, channels_first, channels_last, declare, normal
 
-IMPLS = ("xla", "im2col", "naive")
+# The native kernels where the extension is built (CI requires it: JAXCONV_REQUIRE_NATIVE).
+IMPLS = ("xla", "im2col", "naive") + (("native",) if _native.available() else ())
 
 # name -> x shape, w shape (channels-first), bias, hyperparameters
 CONV = {

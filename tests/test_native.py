@@ -199,6 +199,13 @@ FAMILY = [  # (op, x shape, w shape, hyperparameters); weights in the op's own l
     (jaxconv.conv1d, (3, 10, 4), (3, 4, 5), dict(stride=2, pad=(1, 2), layout="NWC")),
     (jaxconv.conv_transpose2d, (2, 4, 5, 5), (4, 3, 3, 3), dict(stride=2, pad=1, output_pad=1)),
     (jaxconv.conv_transpose1d, (2, 4, 6), (4, 2, 3), dict(stride=3, groups=2, dilation=2)),
+    # output_pad >= stride (< dilation): fewer windows than the kernels' floor rule; in
+    # height the fitted high pad is negative (rows of x that no window reads)
+    (jaxconv.conv_transpose2d, (2, 4, 3, 5), (4, 3, 2, 3),
+     dict(stride=(1, 2), dilation=(2, 1), output_pad=(1, 1))),
+    (jaxconv.conv_transpose2d, (2, 4, 3, 4), (3, 2, 1, 4),
+     dict(stride=(2, 1), dilation=(1, 3), groups=2, pad=((1, 0), 2), output_pad=(1, 2),
+          layout="NHWC")),
     # 3-D: one 2-D kernel call per depth tap (depth stride, dilation, pads, groups)
     (jaxconv.conv3d, (2, 4, 9, 6, 7), (6, 2, 3, 2, 3),
      dict(stride=(2, 1, 2), pad=((2, 1), (0, 1), (1, 1)), dilation=(2, 1, 1), groups=2)),
