@@ -175,8 +175,8 @@ def conv(x, w, b=None, *, stride=1, pad=0, dilation=1, groups=1, layout=None, im
       layout: ``"NCW"/"NWC"``, ``"NCHW"/"NHWC"``, ``"NCDHW"/"NDHWC"``; ``None`` is
         channels-first for the rank of x.
       impl: ``"auto"`` (``"native"`` in CPU compiles when it is built and covers
-        the case, else ``"xla"``), ``"native"`` (C++ kernels through XLA's FFI: 1-D
-        and 2-D, float32/float64; see ``_conv_native``), ``"xla"``
+        the case, else ``"xla"``), ``"native"`` (C++ kernels through XLA's FFI: 1-D,
+        2-D and 3-D, float32/float64; see ``_conv_native``), ``"xla"``
         (``lax.conv_general_dilated``), ``"im2col"`` (every kernel tap stacked, one
         contraction) or ``"naive"`` (one contraction per tap).
 
