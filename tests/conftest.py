@@ -1,16 +1,26 @@
 """Test configuration: float64 everywhere (the gradient checks need it), the PyTorch
-cross-checks fail instead of skipping when JAXCONV_REQUIRE_TORCH=1, and Hypothesis
-draws the same examples on every run."""
+cross-checks fail instead of skipping when JAXCONV_REQUIRE_TORCH=1, Hypothesis draws
+the same examples on every run, and XLA:CPU's LLVM backend compiles unoptimized."""
 import os
 import sys
 import textwrap
 import types
 
-import jax
-import pytest
-from hypothesis import settings
+# The suite compiles a few thousand small XLA programs, and LLVM's optimization of the
+# generated loops is most of its time (-40% of the suite's time at level 0, measured on
+# the training and gradient tests). The level changes how fast the loops run, not what
+# they compute: every value is still checked against an oracle compiled the same way.
+# JAXCONV_TEST_XLA_OPT=1 keeps XLA's default. Read when the CPU backend starts (after
+# this file), and inherited by the tests' subprocesses.
+if os.environ.get("JAXCONV_TEST_XLA_OPT") != "1":
+    os.environ["XLA_FLAGS"] = " ".join(
+        filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
 
-import jaxconv.compat.cs231n as compat
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+import jaxconv.compat.cs231n as compat  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

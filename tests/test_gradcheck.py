@@ -1,6 +1,7 @@
 """jaxconv.gradcheck: the checker itself, on hand values and known functions, and
 proof that it fails when a backward is wrong."""
 import functools
+import os
 import re
 import textwrap
 
@@ -209,9 +210,11 @@ def test_compare_does_not_cry_wolf_on_zero_gradient_entries(op, args, hyper):
     report = compare(op, *args, h=h, **hyper)
     for errors in report.values():
         assert errors["autodiff"] <= tol_auto and errors["numerical"] <= tol_num, report
-    # CS231n's element-wise measure raised the false alarm here, with XLA:CPU's rounding
-    # (on an H200 the centred differences of the inactive margins cancelled exactly)
-    if op == "svm_loss" and jax.default_backend() == "cpu":
+    # CS231n's element-wise measure raised the false alarm here, with XLA:CPU's optimized
+    # rounding (its vectorised sums); the centred differences of the inactive margins
+    # cancel exactly on an H200 and with the suite's unoptimized XLA:CPU (conftest)
+    if (op == "svm_loss" and jax.default_backend() == "cpu"
+            and os.environ.get("JAXCONV_TEST_XLA_OPT") == "1"):
         assert report["scores"]["numerical_rel_error"] > tol_num
 
 
