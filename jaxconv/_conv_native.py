@@ -102,12 +102,15 @@ def _crop(c, x):
                                                                    axis=axis))
 
 
+def _pad_axis(a, axis, lo, hi, interior=0):
+    """``a`` zero-padded along one axis (negative pads crop)."""
+    config = [(0, 0, 0)] * a.ndim
+    config[axis] = (lo, hi, interior)
+    return lax.pad(a, jnp.zeros((), a.dtype), config)
+
+
 def _uncrop(c, dx):
-    def pad(a, axis, crop):
-        config = [(0, 0, 0)] * a.ndim
-        config[axis] = (0, crop, 0)
-        return lax.pad(a, jnp.zeros((), a.dtype), config)
-    return _spatial2(c, dx, pad)
+    return _spatial2(c, dx, lambda a, axis, crop: _pad_axis(a, axis, 0, crop))
 
 
 def _lift(c, a, weight=False):
@@ -169,6 +172,7 @@ class _Depth:
         # the high pad that ends the padded depth at the last window's end (the
         # window's own high pad less what no window reads, or more for an overhang)
         self.hi = (self.out - 1) * self.stride + win.span[0] - self.lo - win.in_size[0]
+        self.span = (self.out - 1) * self.stride + 1    # depths one tap's slice spans
 
     def major(self, a):
         return jnp.moveaxis(a, 2, 1) if self.first else a
@@ -176,18 +180,12 @@ class _Depth:
     def minor(self, a):
         return jnp.moveaxis(a, 1, 2) if self.first else a
 
-    def pad(self, a, lo, hi, interior=0):
-        config = [(0, 0, 0)] * a.ndim
-        config[1] = (lo, hi, interior)
-        return lax.pad(a, jnp.zeros((), a.dtype), config)
-
     def tap_slices(self, x):
         """Per depth tap kd, (N D_o, ...) of the padded x at depths s o + d kd."""
-        xp = self.pad(self.major(x), self.lo, self.hi)
-        span = (self.out - 1) * self.stride + 1
+        xp = _pad_axis(self.major(x), 1, self.lo, self.hi)
         for kd in range(self.taps):
             start = kd * self.dilation
-            part = lax.slice_in_dim(xp, start, start + span, self.stride, axis=1)
+            part = lax.slice_in_dim(xp, start, start + self.span, self.stride, axis=1)
             yield part.reshape(-1, *part.shape[2:])
 
     def weight_tap(self, w, kd):
@@ -222,14 +220,15 @@ def forward(depth, x, w):
 
 @_by_depth_taps(_input_grad2)
 def input_grad(depth, g, w):
-    gb, span = depth.batch(g), (depth.out - 1) * depth.stride + 1
+    gb = depth.batch(g)
     reach = depth.lo + depth.c.window.in_size[0] + depth.hi     # the padded input's depth
     padded = 0
     for kd in range(depth.taps):
         part = depth.unbatch(_input_grad2(depth.c, gb, depth.weight_tap(w, kd)), g.shape[0])
         start = kd * depth.dilation      # spread to depths s o + d kd of the padded input
-        padded = padded + depth.pad(part, start, reach - start - span, depth.stride - 1)
-    return depth.minor(depth.pad(padded, -depth.lo, -depth.hi))
+        padded = padded + _pad_axis(part, 1, start, reach - start - depth.span,
+                                    depth.stride - 1)
+    return depth.minor(_pad_axis(padded, 1, -depth.lo, -depth.hi))
 
 
 @_by_depth_taps(_weight_grad2)
