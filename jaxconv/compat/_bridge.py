@@ -35,6 +35,8 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
+from jaxconv.compat._buffers import ALIGN_FROM_BYTES, aligned, aligned_copy
+
 _NO_CONTEXT = contextlib.nullcontext()
 
 
@@ -85,28 +87,6 @@ _WIDE = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint64))
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16))
 
 
-# PJRT's CPU client reads a NumPy argument in place only when its data is 64-byte
-# aligned; NumPy's allocator gives 16, and then every call copies every argument (and
-# XLA's kernels ran slower on the copies): a (200, 3072) float32 forward of the FC net
-# took 2.0 ms from NumPy's arrays, 1.6 from aligned ones. So every array of 16 KiB or
-# more that this layer hands out, or passes on to XLA as a cache copy, is 64-byte
-# aligned; below that, XLA's copy costs less than aligning here (measured per call).
-_ALIGN = 64
-_ALIGN_FROM_BYTES = 1 << 14
-
-
-def aligned_copy(a) -> np.ndarray:
-    """A writable copy of ``a`` (NumPy or JAX array), 64-byte aligned when large."""
-    a = np.asarray(a)               # a view of a JAX array's buffer: no copy yet
-    if a.nbytes < _ALIGN_FROM_BYTES:
-        return a.copy()
-    buffer = np.empty(a.nbytes + _ALIGN, np.uint8)
-    start = -buffer.__array_interface__["data"][0] % _ALIGN
-    out = buffer[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
-    np.copyto(out, a)
-    return out
-
-
 def _to_numpy(outputs):
     """Writable NumPy copies of their own (the seeds' callers update results in place)."""
     if isinstance(outputs, (tuple, list)):
@@ -131,7 +111,7 @@ def forward(f: Op, *arrays, copy: bool = True):
     own, or with ``copy=False`` read-only views of the result (for a caller that
     copies them into its own arrays anyway)."""
     with precision(*arrays):
-        result = _forward_jit(f)(*arrays)
+        result = _forward_jit(f)(*map(aligned, arrays))
     return _to_numpy(result) if copy else np.asarray(result)
 
 
@@ -213,7 +193,7 @@ def forward_saving(f: Op, arrays: tuple, wrt: tuple, has_aux: bool = False,
     kept = tuple(i for i, a in enumerate(arrays)
                  if a is not None and a.nbytes >= _KEEP_ARGUMENT_BYTES) if owned else ()
     with precision(*arrays):
-        result = _saving_jit(f, wrt, has_aux, kept)(*arrays)
+        result = _saving_jit(f, wrt, has_aux, kept)(*map(aligned, arrays))
     out = aligned_copy(result[0])
     pullback = _with_arguments(result[1], arrays) if kept else result[1]
     saved = Saved(pullback, out.shape, out.dtype, f)
@@ -237,7 +217,7 @@ def backward(saved: Saved, dout):
     if dout.dtype != saved.dtype:
         dout = dout.astype(saved.dtype)
     with precision(dout):
-        return _to_numpy(_apply(saved.pullback, dout))
+        return _to_numpy(_apply(saved.pullback, aligned(dout)))
 
 
 class Cache(tuple):
@@ -284,7 +264,7 @@ def layer(f: Op, arrays: tuple, extra: tuple = (), wrt=None, has_aux: bool = Fal
     for a in arrays:
         copy = frozen(a)
         copies.append(copy)
-        given.append(copy if copy is not None and copy.nbytes >= _ALIGN_FROM_BYTES else a)
+        given.append(copy if copy is not None and copy.nbytes >= ALIGN_FROM_BYTES else a)
     *results, saved = forward_saving(f, tuple(given), wrt, has_aux, owned=True)
     return (*results, Cache(tuple(copies) + tuple(extra), saved))
 
