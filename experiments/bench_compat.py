@@ -19,6 +19,8 @@
 Variants are interleaved round by round; the tables give medians of CPU time
 (time.process_time) next to wall time, and the median of the per-round ratios.
 Run pinned to one core for stable numbers: ``taskset -c 1 python experiments/bench_compat.py``.
+jaxconv runs as after ``jaxconv.compat.cs231n.install()``: JAX's CPU dispatch synchronous
+(``--async-dispatch`` keeps JAX's default and writes bench_compat_async_cpu.*).
 Writes experiments/results/bench_compat_cpu.md and .json.
 """
 from __future__ import annotations
@@ -268,10 +270,17 @@ def main():
     parser.add_argument("--number", type=int, default=200, help="calls per round (per-call table)")
     parser.add_argument("--client-rounds", type=int, default=3)
     parser.add_argument("--before", default="c627d5a", help="git ref of the compat layer of before")
+    parser.add_argument("--async-dispatch", action="store_true",
+                        help="keep JAX's asynchronous CPU dispatch (install() turns it off); "
+                             "writes bench_compat_async_cpu.*")
     args = parser.parse_args()
 
     import jax
     import jaxconv.compat.cs231n as compat
+    if not args.async_dispatch:
+        assert compat.synchronous_cpu_dispatch(), "JAX's CPU backend started too early"
+    dispatch = ("asynchronous (JAX's default)" if args.async_dispatch else
+                "synchronous (as after jaxconv.compat.cs231n.install())")
     now_calls = per_call(compat, args.rounds, args.number)
     now_client = client_cases(
         {"jaxconv": classes_on({"layers": "jaxconv.compat.cs231n.layer_utils",
@@ -284,7 +293,8 @@ def main():
               f"{sorted(os.sched_getaffinity(0))}); jax {jax.__version__}, numpy {np.__version__}; "
               f"float64 calls; medians of {args.rounds} interleaved rounds x {args.number} calls "
               f"(client runs: {args.client_rounds} rounds); CPU time = time.process_time. "
-              f"'before' = jaxconv.compat.cs231n at {args.before}.")
+              f"JAX CPU dispatch: {dispatch}. 'before' = jaxconv.compat.cs231n at "
+              f"{args.before}, in its own process (asynchronous dispatch).")
     text = "\n\n".join([
         "# jaxconv.compat.cs231n vs CS231n's NumPy layers", header,
         "## Per call, the notebooks' small shapes",
@@ -294,8 +304,9 @@ def main():
     print(text)
     out = ROOT / "experiments" / "results"
     out.mkdir(exist_ok=True)
-    (out / "bench_compat_cpu.md").write_text(text)
-    (out / "bench_compat_cpu.json").write_text(json.dumps(
+    name = "bench_compat_async_cpu" if args.async_dispatch else "bench_compat_cpu"
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps(
         {"header": header, "per_call": now_calls, "client": now_client, "before": then},
         indent=2) + "\n")
 

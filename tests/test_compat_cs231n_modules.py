@@ -78,7 +78,7 @@ def test_install_aliases_the_modules_for_unchanged_imports(monkeypatch):
     import sys
     for name in ["cs231n"] + [f"cs231n.{m}" for m in flat.MODULES]:
         monkeypatch.delitem(sys.modules, name, raising=False)
-    flat.install()
+    flat.install(sync_dispatch=False)    # this process's JAX stays as conftest made it
     namespace = {}
     exec("from cs231n.layers import *\nfrom cs231n import optim\n"
          "from cs231n.layer_utils import affine_relu_forward", namespace)
@@ -86,6 +86,38 @@ def test_install_aliases_the_modules_for_unchanged_imports(monkeypatch):
     assert namespace["affine_relu_forward"] is layer_utils.affine_relu_forward
     for name in ["cs231n"] + [f"cs231n.{m}" for m in flat.MODULES]:
         sys.modules.pop(name)
+
+
+SYNC_PROBE = """
+import resource, sys, numpy as np
+import jaxconv.compat.cs231n as c
+c.install("cs231n_probe", sync_dispatch=sys.argv[1] == "1")
+import jax, jax.numpy as jnp
+f = jax.jit(lambda x, w: jnp.maximum(x @ w, 0))     # 1,200 flops: XLA's thread pool
+x, w = np.ones((2, 15)), np.ones((15, 20))
+np.asarray(f(x, w))
+switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+for _ in range(200):
+    np.asarray(f(x, w))
+switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switches
+print(jax.config.values["jax_cpu_enable_async_dispatch"], switches,
+      c.synchronous_cpu_dispatch())
+"""
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_install_runs_jax_cpu_calls_on_the_calling_thread(sync):
+    """In a fresh process install() turns JAX's asynchronous CPU dispatch off before the
+    backend starts (no thread switch per call left); sync_dispatch=False leaves it, and
+    once the backend runs, synchronous_cpu_dispatch() changes nothing and says so."""
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-c", SYNC_PROBE, "1" if sync else "0"],
+                         capture_output=True, text=True, check=True)
+    flag, switches, now_sync = run.stdout.split()
+    assert flag == str(not sync) and now_sync == str(sync)
+    if sync:
+        assert int(switches) <= 5, run.stdout
 
 
 # --- issue 10, finding 9: writes to the inputs after the forward change nothing -------------

@@ -18,5 +18,6 @@ become float64). float64 inputs are computed in float64: the call runs inside
 ``jax_enable_x64`` setting seen by the rest of the program is never changed.
 """
 from jaxconv.compat import cs231n, dlai, im2col_net
+from jaxconv.compat._bridge import synchronous_cpu_dispatch
 
-__all__ = ["cs231n", "dlai", "im2col_net"]
+__all__ = ["cs231n", "dlai", "im2col_net", "synchronous_cpu_dispatch"]

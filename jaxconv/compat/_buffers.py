@@ -27,7 +27,7 @@ import numpy as np
 
 ALIGN = 64
 ALIGN_FROM_BYTES = 1 << 14
-_PER_SIZE = 8
+_PER_SIZE = 16
 _MAX_BYTES = 256 << 20
 
 

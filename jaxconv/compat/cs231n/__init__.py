@@ -36,6 +36,7 @@ import importlib.util
 import sys
 import types
 
+from jaxconv.compat._bridge import synchronous_cpu_dispatch
 from jaxconv.compat.cs231n import (fast_layers, gradient_check, im2col, layer_utils, layers,
                                    optim)
 from jaxconv.compat.cs231n.fast_layers import *  # noqa: F401,F403
@@ -65,15 +66,21 @@ __all__ = [
 ]
 
 
-def install(package: str = "cs231n") -> None:
+def install(package: str = "cs231n", *, sync_dispatch: bool = True) -> None:
     """Make ``package.layers``, ``.fast_layers``, ``.layer_utils``, ``.optim``,
-    ``.gradient_check`` and ``.im2col`` these modules, for every later import.
+    ``.gradient_check`` and ``.im2col`` these modules, for every later import, and
+    (``sync_dispatch``) run this process's JAX CPU computations on the calling thread.
 
     Only those six names are aliased (in ``sys.modules``); the rest of an assignment's
     package (``classifiers``, ``solver``, ``data_utils``) stays the assignment's own.
     Without such a package on the path an empty one is registered. Equivalent to
-    ``sys.modules["cs231n.layers"] = jaxconv.compat.cs231n.layers`` and so on.
+    ``sys.modules["cs231n.layers"] = jaxconv.compat.cs231n.layers`` and so on, plus
+    :func:`jaxconv.compat.synchronous_cpu_dispatch` (see there: every compat call waits
+    for its result, so JAX's asynchronous CPU dispatch only costs it two thread
+    switches a call); ``sync_dispatch=False`` leaves JAX's setting alone.
     """
+    if sync_dispatch:
+        synchronous_cpu_dispatch()
     parent = sys.modules.get(package)
     if parent is None and importlib.util.find_spec(package) is None:
         parent = sys.modules[package] = types.ModuleType(package)
