@@ -121,3 +121,19 @@ def test_sgd_in_place_on_large_unaligned_arrays_equals_numpy(w_dtype, dw_dtype):
     next_w, _ = optim.sgd(w, dw, {"learning_rate": 1e-2})
     assert next_w is w and w.dtype == w_dtype
     np.testing.assert_array_equal(w, expected)
+
+
+def test_free_buffers_of_other_sizes_give_way_under_the_byte_cap(monkeypatch):
+    pool = _buffers._Pool()
+    monkeypatch.setattr(_buffers, "_MAX_BYTES", 3 * 4096)
+    kept = pool.take(4096)                      # busy: stays
+    for _ in range(2):                          # taken and dropped: free
+        pool.take(2048)
+    pool.take(2048), pool.take(2048)
+    assert pool.held_bytes == 4096 + 2 * 2048
+    fresh = [pool.take(5000) for _ in range(2)]
+    # the free 2048-byte buffers gave way to one 5000-byte buffer; the busy one stayed,
+    # so the second 5000-byte buffer is a plain allocation outside the pool
+    assert [b is kept for b in pool.by_size[4096]] == [True] and pool.by_size[2048] == []
+    assert [b is fresh[0] for b in pool.by_size[5000]] == [True]
+    assert pool.held_bytes == 4096 + 5000 and fresh[1].nbytes == 5000

@@ -16,7 +16,8 @@ half the run's time; NumPy's own layers: 1,200). So the large copies come from a
 of buffers, one list per size; a buffer is taken again once no array refers to it any
 more (its reference count is back to the pool's own), which makes reuse invisible to
 whoever still holds a copy. The pool keeps at most ``_PER_SIZE`` buffers of a size
-and ``_MAX_BYTES`` in all; past that a copy is a plain allocation.
+and ``_MAX_BYTES`` in all (free buffers of other sizes give way to a new size); past
+that a copy is a plain allocation.
 """
 from __future__ import annotations
 
@@ -46,10 +47,23 @@ class _Pool:
                 if sys.getrefcount(buffer) == 3:
                     return buffer
             buffer = np.empty(nbytes, np.uint8)
-            if len(held) < _PER_SIZE and self.held_bytes + nbytes <= _MAX_BYTES:
+            if len(held) < _PER_SIZE and self._room_for(nbytes):
                 held.append(buffer)
                 self.held_bytes += nbytes
             return buffer
+
+    def _room_for(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more fit under ``_MAX_BYTES``, after letting go of free
+        buffers of other sizes if they must make room (shapes of the past give way to
+        the shapes in use)."""
+        for size, held in self.by_size.items():
+            if self.held_bytes + nbytes <= _MAX_BYTES:
+                break
+            if size != nbytes:
+                busy = [b for b in held if sys.getrefcount(b) > 3]    # list, b, argument
+                self.held_bytes -= size * (len(held) - len(busy))
+                held[:] = busy
+        return self.held_bytes + nbytes <= _MAX_BYTES
 
 
 _POOL = _Pool()
