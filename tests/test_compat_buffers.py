@@ -137,3 +137,40 @@ def test_free_buffers_of_other_sizes_give_way_under_the_byte_cap(monkeypatch):
     assert [b is kept for b in pool.by_size[4096]] == [True] and pool.by_size[2048] == []
     assert [b is fresh[0] for b in pool.by_size[5000]] == [True]
     assert pool.held_bytes == 4096 + 5000 and fresh[1].nbytes == 5000
+
+
+def test_random_lifetimes_never_change_a_live_array():
+    """Calls, in-place writes and deletions in random order (the shapes all pooled):
+    every array the layer handed out keeps exactly the values it had, or was given,
+    and every backward equals NumPy's formula on the forward's inputs."""
+    rng = np.random.RandomState(4)
+    shapes = [((40, 120), (120, 300)), ((64, 64), (64, 256))]
+    live = []                                   # (array, its expected values)
+    caches = []                                 # (cache, x, w): the forward's inputs
+    for step in range(300):
+        action = rng.randint(4)
+        if action == 0 or not caches:
+            xs, ws = shapes[rng.randint(2)]
+            x, w, b = rng.randn(*xs), rng.randn(*ws), rng.randn(ws[1])
+            out, cache = layers.affine_forward(x, w, b)
+            np.testing.assert_allclose(out, x @ w + b, rtol=1e-12, atol=1e-12)
+            live.append((out, out.copy()))
+            caches.append((cache, x.copy(), w.copy()))
+            x[...] = 0.0                        # the caller's arrays change; the cache not
+        elif action == 1:
+            cache, x, w = caches[rng.randint(len(caches))]
+            dout = rng.randn(x.shape[0], w.shape[1])
+            dx, dw, db = layers.affine_backward(dout, cache)
+            np.testing.assert_allclose(dx, dout @ w.T, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(dw, x.T @ dout, rtol=1e-12, atol=1e-12)
+            live += [(dx, dx.copy()), (dw, dw.copy())]
+        elif action == 2 and live:
+            array, expected = live[rng.randint(len(live))]
+            array *= -1.0                       # handed-out arrays are the caller's to write
+            expected *= -1.0
+        elif live:
+            del live[rng.randint(len(live))]
+            if len(caches) > 3:
+                del caches[rng.randint(len(caches))]
+        for array, expected in live:
+            np.testing.assert_array_equal(array, expected)
