@@ -20,7 +20,7 @@ setup(ext_modules=[Extension(
     sources=_SOURCES,
     include_dirs=["csrc"],
     depends=["csrc/conv_geometry.h", "csrc/conv_kernels.inc", "csrc/conv_gemm.inc",
-             "csrc/conv_direct.inc", "csrc/conv_direct_dx.inc"],
+             "csrc/conv_direct.inc", "csrc/conv_direct_dx.inc", "csrc/conv_winograd.inc"],
     extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=fast",
                         "-isystem", "csrc/third_party"],
     language="c++",

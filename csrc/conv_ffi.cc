@@ -152,7 +152,9 @@ ffi::Error run_typed(Kind kind, ffi::ThreadPool& pool, const Geom& g, int64_t im
   int64_t leads = 1;
   for (int64_t d : oo.lead) leads *= d;
   const int64_t threads = pool.num_threads() > 0 ? pool.num_threads() : 1;
-  const int64_t chunks_per_lead = images < 4 * threads ? images : 4 * threads;
+  // Two chunks of images per thread: every chunk packs (Winograd: transforms) the weights
+  // afresh, which at four per thread cost a 64-channel 3x3 forward ~15% (measured).
+  const int64_t chunks_per_lead = images < 2 * threads ? images : 2 * threads;
   const int64_t chunk = chunks_per_lead > 0 ? (images + chunks_per_lead - 1) / chunks_per_lead : 1;
   const int64_t per_lead = chunk > 0 ? (images + chunk - 1) / chunk : 0;
   const int64_t items = leads * per_lead;

@@ -26,7 +26,16 @@ CASES = [
     ((1, 3, 16, 16), (8, 3, 7, 7), (1, 1), (1, 1), ((3, 3), (3, 3)), 1),
     ((2, 6, 7, 7), (6, 1, 3, 3), (1, 1), (2, 2), ((2, 2), (2, 2)), 6),
     ((2, 2, 5, 6), (3, 2, 5, 6), (1, 1), (1, 1), ((0, 0), (0, 0)), 1),  # one output pixel
+    # NCHW 3x3 stride 1 with 16+ channels: Winograd F(2x2, 3x3) (forward and dx); odd
+    # sizes crop the last tiles, per-side pads 0-2 give dx pads 2-0, a 40-wide row is
+    # several vectors of tiles, 5 images of 42 tiles share one GEMM block
+    ((2, 16, 8, 8), (16, 16, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
+    ((3, 17, 7, 9), (19, 17, 3, 3), (1, 1), (1, 1), ((2, 0), (0, 1)), 1),
+    ((1, 16, 2, 3), (24, 16, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
+    ((2, 16, 5, 40), (16, 16, 3, 3), (1, 1), (1, 1), ((1, 1), (2, 2)), 1),
+    ((5, 32, 12, 14), (32, 32, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
 ]
+WINOGRAD = range(6, 11)
 
 
 def _lax_conv(x, w, stride, dilation, padding, groups, layout):
@@ -94,6 +103,21 @@ def test_kernels_match_xla_on_drawn_geometries(native, case, layout):
     assert max(_errors(case, layout, np.float64)) < 1e-10
 
 
+@st.composite
+def _winograd_cases(draw):
+    c, f = draw(st.integers(16, 20)), draw(st.integers(16, 20))
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    hw = [draw(st.integers(max(1, 4 - p[0] - p[1]), 13)) for p in pads]   # 2+ outputs
+    return ((draw(st.integers(1, 4)), c, *hw), (f, c, 3, 3), (1, 1), (1, 1), pads, 1)
+
+
+@settings(max_examples=6, deadline=None)
+@given(case=_winograd_cases())
+def test_winograd_matches_xla_on_drawn_geometries(native, case):
+    assert max(_errors(case, "NCHW", np.float64)) < 1e-10
+    assert max(_errors(case, "NCHW", np.float32)) < 1e-5
+
+
 def test_vmap_broadcasts_leading_dims_and_runs_under_jit_and_scan(native):
     case = CASES[1]
     _, _, stride, dilation, padding, groups = case
@@ -133,7 +157,7 @@ _ISA_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import test_native as t
     from jaxconv import _native
-    cases = [t.CASES[i] for i in (1, 4)]
+    cases = [t.CASES[i] for i in (1, 4, *t.WINOGRAD)]
     errs = [max(t._errors(c, layout, np.float64)) for c in cases for layout in ("NCHW", "NHWC")]
     print(json.dumps({{"isa": _native.isa(), "err": max(errs)}}))
 """)
