@@ -11,8 +11,10 @@ per-side padding and groups (notation of ``conv_geometry.h``)::
     weight_grad  dw = the transpose of forward in w (the correlation of x with g)
 
 NCHW runs direct kernels over column-shifted copies of each image (register
-tiles of vector accumulators, no im2col, no packing); NHWC, and the dx of NCHW
-convolutions with few channels per group, an im2col tile + GEMM. Both come as
+tiles of vector accumulators, no im2col, no packing), and Winograd F(2x2, 3x3)
+for the forward and dx of ungrouped 3x3 stride-1 convolutions with 16+ channels;
+NHWC, and the dx of NCHW convolutions with few channels per group, an im2col
+tile + GEMM. Both come as
 AVX-512 / AVX2 / SSE2 code chosen at run time from the CPU's flags (no BLAS
 dependency) and are split over XLA's intra-op thread pool. Leading batch
 dimensions are handled in the kernel, so ``vmap`` works
