@@ -12,7 +12,7 @@ per-side padding and groups (notation of ``conv_geometry.h``)::
 
 NCHW runs direct kernels over column-shifted copies of each image (register
 tiles of vector accumulators, no im2col, no packing), and Winograd F(2x2, 3x3)
-for the forward and dx of ungrouped 3x3 stride-1 convolutions with 16+ channels;
+for the forward and dx of ungrouped 3x3 stride-1 convolutions with 32+ channels;
 NHWC, and the dx of NCHW convolutions with few channels per group, an im2col
 tile + GEMM. Both come as
 AVX-512 / AVX2 / SSE2 code chosen at run time from the CPU's flags (no BLAS

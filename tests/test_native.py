@@ -26,13 +26,13 @@ CASES = [
     ((1, 3, 16, 16), (8, 3, 7, 7), (1, 1), (1, 1), ((3, 3), (3, 3)), 1),
     ((2, 6, 7, 7), (6, 1, 3, 3), (1, 1), (2, 2), ((2, 2), (2, 2)), 6),
     ((2, 2, 5, 6), (3, 2, 5, 6), (1, 1), (1, 1), ((0, 0), (0, 0)), 1),  # one output pixel
-    # NCHW 3x3 stride 1 with 16+ channels: Winograd F(2x2, 3x3) (forward and dx); odd
+    # NCHW 3x3 stride 1 with 32+ channels: Winograd F(2x2, 3x3) (forward and dx); odd
     # sizes crop the last tiles, per-side pads 0-2 give dx pads 2-0, a 40-wide row is
     # several vectors of tiles, 5 images of 42 tiles share one GEMM block
-    ((2, 16, 8, 8), (16, 16, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
-    ((3, 17, 7, 9), (19, 17, 3, 3), (1, 1), (1, 1), ((2, 0), (0, 1)), 1),
-    ((1, 16, 2, 3), (24, 16, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
-    ((2, 16, 5, 40), (16, 16, 3, 3), (1, 1), (1, 1), ((1, 1), (2, 2)), 1),
+    ((2, 32, 8, 8), (32, 32, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
+    ((3, 33, 7, 9), (35, 33, 3, 3), (1, 1), (1, 1), ((2, 0), (0, 1)), 1),
+    ((1, 32, 2, 3), (40, 32, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
+    ((2, 32, 5, 40), (32, 32, 3, 3), (1, 1), (1, 1), ((1, 1), (2, 2)), 1),
     ((5, 32, 12, 14), (32, 32, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
 ]
 WINOGRAD = range(6, 11)
@@ -105,7 +105,7 @@ def test_kernels_match_xla_on_drawn_geometries(native, case, layout):
 
 @st.composite
 def _winograd_cases(draw):
-    c, f = draw(st.integers(16, 20)), draw(st.integers(16, 20))
+    c, f = draw(st.integers(32, 36)), draw(st.integers(32, 36))
     pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
     hw = [draw(st.integers(max(1, 4 - p[0] - p[1]), 13)) for p in pads]   # 2+ outputs
     return ((draw(st.integers(1, 4)), c, *hw), (f, c, 3, 3), (1, 1), (1, 1), pads, 1)
