@@ -111,7 +111,7 @@ def _winograd_cases(draw):
     return ((draw(st.integers(1, 4)), c, *hw), (f, c, 3, 3), (1, 1), (1, 1), pads, 1)
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(case=_winograd_cases())
 def test_winograd_matches_xla_on_drawn_geometries(native, case):
     assert max(_errors(case, "NCHW", np.float64)) < 1e-10
@@ -157,8 +157,10 @@ _ISA_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import test_native as t
     from jaxconv import _native
-    cases = [t.CASES[i] for i in (1, 4, *t.WINOGRAD)]
-    errs = [max(t._errors(c, layout, np.float64)) for c in cases for layout in ("NCHW", "NHWC")]
+    # Winograd runs for NCHW only; two of its cases: asymmetric pads, several row vectors
+    runs = [(t.CASES[i], layout) for i in (1, 4) for layout in ("NCHW", "NHWC")]
+    runs += [(t.CASES[i], "NCHW") for i in (7, 9)]
+    errs = [max(t._errors(c, layout, np.float64)) for c, layout in runs]
     print(json.dumps({{"isa": _native.isa(), "err": max(errs)}}))
 """)
 
