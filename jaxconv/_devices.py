@@ -118,8 +118,8 @@ def _update(carry, key_data, Xb, yb, t, model, optimizer, mesh):
     return carry, loss
 
 
-# The steps take XLA:CPU's Eigen convolutions where the jaxlib allows (_cpu_jit):
-# ~1.7x -> ~1.05x PyTorch's step time for XLA convs; native convs are unaffected.
+# The steps take XLA:CPU's Eigen convolutions where the jaxlib allows and the model
+# convolves on XLA (_cpu_jit): ~1.7x -> ~1.05x PyTorch's step time for XLA convs.
 @functools.partial(_cpu_jit.jit, static_argnames=("model", "optimizer", "mesh", "batch_size"),
                    donate_argnames=("carry",))
 def _step_indexed(carry, key_data, X, y, perm, it, t, *, model, optimizer, mesh, batch_size):

@@ -71,7 +71,7 @@ def _vjp_fn(op, diff):
     def fwd_bwd(arrays, g):
         out, pullback = jax.vjp(fix_others(op, arrays, diff), *(arrays[i] for i in diff))
         return out, pullback(g)
-    return jc.jit(fwd_bwd)   # jax.jit + the guarded Eigen option for XLA:CPU convs
+    return jc.jit(fwd_bwd)   # + the guarded Eigen option where XLA:CPU convolves
 
 
 def _residual_bytes(op, args) -> int:

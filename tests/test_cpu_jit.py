@@ -54,3 +54,49 @@ def test_decorating_initialises_no_backend():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "2.0", out.stderr[-2000:]
+
+
+def _xla_convolves(fn, *args) -> bool:
+    """The oracle: does XLA's own lowering of fn (plain jax.jit) hold a convolution?"""
+    return "stablehlo.convolution" in jax.jit(fn).lower(*args).as_text()
+
+
+def test_option_only_where_xla_convolves():
+    """The Eigen option slows XLA's elementwise and reduction fusions ~3x, so programs
+    without an XLA convolution (losses, dense layers, native convs) compile without it."""
+    eigen = jaxconv.conv_compiler_options()
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3))
+    scores, y = rng.standard_normal((4, 5)), np.array([0, 4, 1, 2])
+    programs = {
+        "svm": (lambda s, y: jaxconv.svm_loss(s, y), (scores, y)),
+        "dense": (lambda a: jaxconv.relu(jaxconv.affine(a, w.reshape(4, 27).T, w[:, 0, 0, 0]))
+                  .sum(), (x.reshape(2, -1)[:, :27],)),
+        "xla conv": (lambda x: jaxconv.conv2d(x, w, impl="xla").sum(), (x,)),
+        "xla conv grad": (jax.grad(lambda x: jaxconv.conv2d(x, w, stride=2, impl="xla").sum()),
+                          (x,)),
+        "auto conv": (lambda x: jaxconv.conv2d(x, w, impl="auto").sum(), (x,)),
+    }
+    seen = set()
+    for name, (fn, args) in programs.items():
+        convolves = _xla_convolves(fn, *args)
+        seen.add(convolves)
+        jitted = jaxconv.jit(fn)
+        assert jitted.compiler_options(*args) == (eigen if convolves else {}), name
+        np.testing.assert_allclose(jitted(*args), jax.jit(fn)(*args), rtol=1e-6, atol=1e-6)
+    assert seen == {True, False}          # both kinds of program were exercised
+
+
+def test_option_decided_per_static_argument_value():
+    eigen = jaxconv.conv_compiler_options()
+    x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
+
+    def f(x, *, convolve):
+        return jaxconv.conv2d(x, w, impl="xla").sum() if convolve else (x * x).sum()
+
+    own = {"xla_embed_ir_in_executable": False}     # the caller's own options stay
+    jitted = jaxconv.jit(f, static_argnames="convolve", compiler_options=own)
+    assert jitted.compiler_options(x, convolve=False) == own
+    assert jitted.compiler_options(x, convolve=True) == {**eigen, **own}
+    assert float(jitted(x, convolve=True)) == 3 * 2 * 9 * 9
+    assert float(jitted(x, convolve=False)) == 50.0
