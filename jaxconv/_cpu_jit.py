@@ -20,6 +20,7 @@ programs with XLA convolutions.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable
 
 import jax
@@ -72,7 +73,7 @@ def jit(fun: Callable, **jit_kwargs: Any) -> Callable:
     """
     own = jit_kwargs.pop("compiler_options", None) or {}
     static_names = _as_tuple(jit_kwargs.get("static_argnames"))
-    static_nums = _as_tuple(jit_kwargs.get("static_argnums"))
+    static_nums = _static_positions(fun, static_names, _as_tuple(jit_kwargs.get("static_argnums")))
 
     @functools.cache
     def variant(with_conv_options: bool):
@@ -109,6 +110,18 @@ def _as_tuple(names) -> tuple:
     if names is None:
         return ()
     return (names,) if isinstance(names, (str, int)) else tuple(names)
+
+
+def _static_positions(fun: Callable, names: tuple, nums: tuple) -> tuple:
+    """The positions static arguments may come at: ``static_argnums`` and, as jax.jit
+    reads them, the positions of the parameters named in ``static_argnames``."""
+    try:
+        parameters = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):     # no signature (a builtin): numbers only
+        return nums
+    named = [i for i, p in enumerate(parameters) if p.name in names
+             and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return tuple(sorted(set(nums) | set(named)))
 
 
 def _has_convolution(stablehlo: str) -> bool:

@@ -100,3 +100,17 @@ def test_option_decided_per_static_argument_value():
     assert jitted.compiler_options(x, convolve=True) == {**eigen, **own}
     assert float(jitted(x, convolve=True)) == 3 * 2 * 9 * 9
     assert float(jitted(x, convolve=False)) == 50.0
+
+
+def test_static_argument_by_position_counts_too():
+    """static_argnames matched to a positional parameter, as jax.jit does."""
+    eigen = jaxconv.conv_compiler_options()
+    x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
+
+    def f(x, convolve):
+        return jaxconv.conv2d(x, w, impl="xla").sum() if convolve else (x * x).sum()
+
+    jitted = jaxconv.jit(f, static_argnames="convolve")
+    assert jitted.compiler_options(x, False) == {}
+    assert jitted.compiler_options(x, True) == eigen
+    assert float(jitted(x, True)) == 3 * 2 * 9 * 9
