@@ -65,12 +65,15 @@ def _affine_bwd(c: DenseConfig, residuals, g):
 
 def _weight_grad(rows, g):
     """``dw = X.T @ g``, ``(D, M)``. For a tall float32 dw (D >= 8 M, N >= 32) XLA:CPU
-    runs this GEMM 2-12x slower than ``(g.T @ X).T`` with the transpose kept out of the
-    dot by a barrier: (200, 3072) x (200, 100) 3.2 -> 1.5 ms, (64, 8192) x (64, 100)
-    2.8 -> 1.6 ms (AMD EPYC, one core; experiments/results/affine_weight_grad_cpu.md).
-    Other shapes, float64 and other backends keep the single dot."""
+    runs this GEMM alone 1.2-10x slower than ``(g.T @ X).T`` with the transpose kept
+    out of the dot by a barrier ((64, 3072) x (64, 10) 0.76 -> 0.10 ms). But inside a
+    training step XLA fuses that transpose into the optimizer's updates, which then
+    read dw column by column: with the (8192, 100) dw of the ThreeLayerConvNet the adam
+    step took 1.12x the time. So the split form only where dw fits in L2 (512 KiB),
+    where reading it by columns costs little (experiments/affine_weight_grad.py,
+    AMD EPYC, one core). Other shapes, float64 and other backends: the single dot."""
     (n, d), m = rows.shape, g.shape[1]
-    if rows.dtype != jnp.float32 or n < 32 or d < 8 * m:
+    if rows.dtype != jnp.float32 or n < 32 or d < 8 * m or d * m * 4 > 512 * 1024:
         return rows.T @ g
     return lax.platform_dependent(
         rows, g, cpu=lambda rows, g: lax.optimization_barrier(g.T @ rows).T,
