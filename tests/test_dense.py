@@ -57,13 +57,17 @@ def test_relu_keeps_a_boolean_mask(capsys):
     assert len(saved) == 1 and saved[0].startswith("bool[3,4]"), saved
 
 
-@pytest.mark.parametrize("shape, split", [((40, 3, 4, 4), True), ((40, 12), False),
-                                          ((16, 48), False)])
-def test_tall_float32_weight_gradient_equals_float64_product(shape, split):
-    """affine's dw for a tall float32 weight (D >= 8 M, N >= 32) is computed on CPUs as
-    ``(g.T @ X).T`` (faster there); either form must equal X.T @ g, done here in float64."""
-    x, g = randn(0, *shape), randn(1, shape[0], 5)
-    w, b = randn(2, int(np.prod(shape[1:])), 5), np.zeros(5)
+@pytest.mark.parametrize("shape, m, split", [
+    ((40, 3, 4, 4), 5, True), ((40, 12), 5, False), ((16, 48), 5, False),
+    ((32, 4096), 32, True),     # dw of 512 KiB: the largest split
+    ((32, 4096), 33, False),    # larger: a training step reads it faster unsplit
+])
+def test_tall_float32_weight_gradient_equals_float64_product(shape, m, split):
+    """affine's dw for a tall float32 weight (D >= 8 M, N >= 32) of at most 512 KiB is
+    computed on CPUs as ``(g.T @ X).T`` (faster there); either form must equal X.T @ g,
+    done here in float64."""
+    x, g = randn(0, *shape), randn(1, shape[0], m)
+    w, b = randn(2, int(np.prod(shape[1:])), m), np.zeros(m)
     f32 = [jnp.asarray(a, jnp.float32) for a in (x, w, b)]
     dw = jax.jit(jax.grad(lambda w: jnp.sum(jc.affine(f32[0], w, f32[2]) * g)))(f32[1])
     rows = np.asarray(f32[0], np.float64).reshape(shape[0], -1)
