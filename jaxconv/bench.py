@@ -83,12 +83,22 @@ def _residual_bytes(op, args) -> int:
                    for leaf in jax.tree.leaves(pullback)))
 
 
-def _time_once(fn) -> tuple[float, float]:
-    """Wall and CPU seconds of one call; CPU time is the whole process's, every
-    thread (XLA's and PyTorch's pools) included."""
+def _time_once(fn, calls: int = 1) -> tuple[float, float]:
+    """Wall and CPU seconds per call of ``calls`` calls in a row; CPU time is the whole
+    process's, every thread (XLA's and PyTorch's pools) included."""
     wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+_ROUND_SECONDS = 2e-3
+
+
+def _calls_per_round(fn) -> int:
+    """Enough calls for a round of ~2 ms: one call of a 0.2 ms op is mostly timer and
+    scheduler noise (svm_loss's rounds spread 0.16-0.48 ms, its ratio 0.98x or 1.12x)."""
+    return max(1, min(100, round(_ROUND_SECONDS / max(_time_once(fn)[0], 1e-6))))
 
 
 def torch_device(torch) -> str:
@@ -158,17 +168,19 @@ def run_case(spec, case, repeats: int, torch=None) -> dict:
 
 
 def _timed_row(name: str, variants: dict, repeats: int) -> dict:
-    """Median wall and CPU milliseconds of each variant, timed in interleaved rounds
-    (the order rotating), and each ratio as the median over rounds of the ratio
-    within the round (paired: both sides saw the same moment of a noisy machine)."""
+    """Median wall and CPU milliseconds per call of each variant, timed in interleaved
+    rounds (the order rotating; a round of a fast variant is several calls, ~2 ms), and
+    each ratio as the median over rounds of the ratio within the round (paired: both
+    sides saw the same moment of a noisy machine)."""
     for fn in variants.values():   # compile and warm up
         fn()
+    calls = {variant: _calls_per_round(fn) for variant, fn in variants.items()}
     wall = {variant: [] for variant in variants}
     cpu = {variant: [] for variant in variants}
     order = list(variants)
     for round_ in range(repeats):
         for variant in order[round_ % len(order):] + order[:round_ % len(order)]:
-            w, c = _time_once(variants[variant])
+            w, c = _time_once(variants[variant], calls[variant])
             wall[variant].append(1e3 * w)
             cpu[variant].append(1e3 * c)
     row = {"case": name}
@@ -333,7 +345,8 @@ def format_table(result: dict) -> str:
     cpus = ",".join(map(str, result["cpus"])) + (" (pinned)" if result["pinned"] else "")
     lines = [f"device: {result['device']}; cores used: {cpus}; "
              f"torch: {result['torch'] or 'not installed'}; median of {result['repeats']} "
-             f"interleaved rounds; each cell wall / CPU (whole process)", "",
+             f"interleaved rounds (of ~2 ms, or one call); each cell wall / CPU per call "
+             f"(whole process)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def cell(row, key, cpu_key):
