@@ -3,13 +3,14 @@
 1. Alone (dw is what the jit returns): the single dot against ``(g.T @ X).T`` with
    the transpose kept out of the dot by an optimization barrier ("split"), over a grid
    of (N, D, M), float32.
-2. Inside a training step: the ThreeLayerConvNet adam step (batch 64, 3x32x32, 32
-   filters 7x7, hidden 100: the hidden layer's dw is (8192, 100)) with each form in
-   the affine op's backward rule.
+2. Inside adam training steps (``STEPS``: the ThreeLayerConvNet, whose hidden dw is
+   (8192, 100); a FullyConnectedNet [100, 100] on 3072 inputs; a softmax classifier,
+   dw (3072, 10)) with each form in the affine op's backward rule.
 
 Alone, the split form runs tall float32 weights 1.2-10x faster; in the step XLA fuses
-its transpose into the optimizer's updates, which then read dw column by column, and
-the step took 1.12x the time. ``jaxconv._dense._weight_grad`` (the "jaxconv" column)
+its transpose into the optimizer's updates, which then read dw column by column: the
+ThreeLayerConvNet step took 1.12x the time, the FC net's 1.27x; the classifier's small
+dw (120 KiB) read by columns costs little (0.88x). ``jaxconv._dense._weight_grad`` (the "jaxconv" column)
 uses the split form only for a tall float32 dw of at most 512 KiB (N >= 32, D >= 8 M).
 Run pinned to one core on a quiet machine:
 ``taskset -c 1 python experiments/affine_weight_grad.py``; writes
@@ -69,13 +70,27 @@ def _ops_with(form):
     return ops
 
 
-def in_step(repeats: int) -> dict:
+STEPS = {   # name: (model, batch shape); the layers whose dw the two forms differ on
+    "ThreeLayerConvNet, batch 64, dw (8192, 100)":
+        (lambda m: m.ThreeLayerConvNet(input_dim=(3, 32, 32), num_filters=32, filter_size=7,
+                                       hidden_dim=100, weight_scale=1e-2), (64, 3, 32, 32)),
+    "FullyConnectedNet [100, 100], batch 200, dw (3072, 100)":
+        (lambda m: m.FullyConnectedNet(hidden_dims=[100, 100], input_dim=3072,
+                                       weight_scale=1e-2), (200, 3072)),
+    "softmax classifier (FullyConnectedNet []), batch 200, dw (3072, 10)":
+        (lambda m: m.FullyConnectedNet(hidden_dims=[], input_dim=3072, weight_scale=1e-2),
+         (200, 3072)),
+}
+
+
+def in_step(name: str, repeats: int) -> dict:
+    """CPU ms of one adam step of a model with each form in affine's backward."""
     from jaxconv import models, optim
-    model = models.ThreeLayerConvNet(input_dim=(3, 32, 32), num_filters=32, filter_size=7,
-                                     hidden_dim=100, weight_scale=1e-2)
+    make, shape = STEPS[name]
+    model = make(models)
     params, state = model.init(jax.random.key(0))
-    X = jax.random.normal(jax.random.key(1), (64, 3, 32, 32), jnp.float32)
-    y = jax.random.randint(jax.random.key(2), (64,), 0, 10)
+    X = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+    y = jax.random.randint(jax.random.key(2), (shape[0],), 0, 10)
     optimizer = optim.adam(1e-3)
     opt_state = optimizer.init(params)
 
@@ -88,7 +103,7 @@ def in_step(repeats: int) -> dict:
             return optax.apply_updates(params, updates), opt_state, loss
         return lambda: jax.block_until_ready(step(params, opt_state))
 
-    times = timed({name: step_with(_ops_with(form)) for name, form in FORMS.items()}, repeats)
+    times = timed({form: step_with(_ops_with(f)) for form, f in FORMS.items()}, repeats)
     return {k: v["cpu_ms"] for k, v in times.items()}
 
 
@@ -96,15 +111,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=31)
     args = p.parse_args(argv)
-    step = in_step(args.repeats)
     lines = ["# Affine weight gradient on XLA:CPU: `X.T @ g` (single) vs `(g.T @ X).T` (split)",
              "", f"CPU: {cpu_model()}; jax {jax.__version__}; one thread per call as pinned; "
              f"CPU ms per call, medians of {args.repeats} interleaved rounds.", "",
-             "## In the ThreeLayerConvNet adam step (batch 64; dw (8192, 100))", "",
-             "| single ms | split ms | split/single |", "|---|---|---|",
-             f"| {step['single']:.2f} | {step['split']:.2f} | "
-             f"{step['split'] / step['single']:.2f} |", "",
-             "## Alone (dw returned), float32", "",
+             "## In an adam training step (dw consumed by the update)", "",
+             "| model | single ms | split ms | split/single |", "|---|---|---|---|"]
+    for name in STEPS:
+        step = in_step(name, args.repeats)
+        lines.append(f"| {name} | {step['single']:.2f} | {step['split']:.2f} | "
+                     f"{step['split'] / step['single']:.2f} |")
+    lines += ["", "## Alone (dw returned), float32", "",
              "| N | D | M | single ms | split ms | split/single | jaxconv ms |",
              "|---|---|---|---|---|---|---|"]
     for (n, d, m), r in alone(args.repeats).items():
